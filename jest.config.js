@@ -16,4 +16,5 @@ export default {
     ],
   },
   testTimeout: 60_000,
+  reporters: ['default', '<rootDir>/test/support/summary-reporter.js'],
 };

@@ -1,0 +1,69 @@
+import { resolveBrokerOptions, type BrokerOptions, type OrganisationConfig } from './options.ts';
+
+const org: OrganisationConfig = {
+  id: 'acme',
+  displayName: 'Acme',
+  issuer: 'https://idp.acme.example',
+  clientId: 'bulwark',
+  clientSecret: 's',
+  emailDomains: ['acme.example'],
+  roleMapping: [],
+};
+const base: BrokerOptions = {
+  tls: { cert: 'c', key: 'k' },
+  databasePath: ':memory:',
+  organisations: [org],
+  clients: [],
+};
+const resolve = (o: Partial<BrokerOptions>) =>
+  resolveBrokerOptions({ ...base, ...o }, () => 'cookie-key');
+
+test('defaults are documented values', () => {
+  const r = resolve({});
+  expect(r).toMatchObject({
+    host: '127.0.0.1',
+    port: 0,
+    accessTokenTtlSeconds: 300,
+    refreshTokenTtlSeconds: 28_800,
+    keyRotationSeconds: 86_400,
+    cookieKeys: ['cookie-key'],
+    upstream: { ca: [], timeoutMs: 5000 },
+  });
+});
+
+test.each<[string, Partial<BrokerOptions>]>([
+  ['tls', { tls: { cert: '', key: 'k' } }],
+  ['databasePath', { databasePath: '' }],
+  ['organisations[0].id', { organisations: [{ ...org, id: 'Acme Corp' }] }],
+  ['organisations[1].id', { organisations: [org, org] }],
+  ['organisations[0].issuer', { organisations: [{ ...org, issuer: 'not a url' }] }],
+  [
+    'organisations[1].emailDomains',
+    { organisations: [org, { ...org, id: 'other', emailDomains: ['ACME.example'] }] },
+  ],
+  [
+    'organisations[0].trustedIssuers.algorithms',
+    {
+      organisations: [
+        { ...org, trustedIssuers: [{ issuer: 'https://x', audience: 'a', algorithms: ['HS256'] }] },
+      ],
+    },
+  ],
+  [
+    'organisations[0].trustedIssuers.audience',
+    { organisations: [{ ...org, trustedIssuers: [{ issuer: 'https://x', audience: '' }] }] },
+  ],
+  ['clients[0].org', { clients: [{ clientId: 'c', org: 'nobody', auth: 'none', grantTypes: [] }] }],
+  ['clients[0].jwks', { clients: [{ clientId: 'c', auth: 'private_key_jwt', grantTypes: [] }] }],
+  [
+    'clients[0].tlsSanUri',
+    { clients: [{ clientId: 'c', auth: 'tls_client_auth', grantTypes: [] }] },
+  ],
+  [
+    'clients[0].scopes',
+    { clients: [{ clientId: 'c', auth: 'none', grantTypes: [], scopes: ['everything'] }] },
+  ],
+  ['accessTokenTtlSeconds', { accessTokenTtlSeconds: 0 }],
+])('a bad %s is refused with the option named', (option, bad) => {
+  expect(() => resolve(bad)).toThrow(option);
+});

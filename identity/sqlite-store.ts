@@ -1,0 +1,111 @@
+import { DatabaseSync } from 'node:sqlite';
+import type { Account } from './account-store.ts';
+import { openSqliteAdapterStore } from './sqlite-adapter.ts';
+import type { IdentityStore, KeyRecord } from './store.ts';
+
+interface KeyRow {
+  kid: string;
+  jwk: string;
+  created_at: number;
+  retired_at: number | null;
+  remove_after: number | null;
+}
+
+const toRecord = (r: KeyRow): KeyRecord => ({
+  kid: r.kid,
+  jwk: r.jwk,
+  createdAt: r.created_at,
+  retiredAt: r.retired_at ?? undefined,
+  removeAfter: r.remove_after ?? undefined,
+});
+
+/**
+ * The broker's default store: one SQLite file (WAL) through the built-in `node:sqlite`.
+ *
+ * @example
+ * ```ts
+ * const store = openSqliteIdentityStore('/var/lib/bulwark/identity.db');
+ * ```
+ */
+export function openSqliteIdentityStore(path: string): IdentityStore {
+  const db = new DatabaseSync(path);
+  const models = openSqliteAdapterStore({ db });
+  db.exec(`
+    CREATE TABLE IF NOT EXISTS accounts (account_id TEXT PRIMARY KEY, data TEXT NOT NULL, updated_at INTEGER NOT NULL);
+    CREATE TABLE IF NOT EXISTS revoked_clients (client_id TEXT PRIMARY KEY, revoked_at INTEGER NOT NULL);
+    CREATE TABLE IF NOT EXISTS signing_keys (
+      kid TEXT PRIMARY KEY, jwk TEXT NOT NULL, created_at INTEGER NOT NULL,
+      retired_at INTEGER, remove_after INTEGER);
+  `);
+  const tx = <T>(fn: () => T): T => {
+    db.exec('BEGIN IMMEDIATE');
+    try {
+      const out = fn();
+      db.exec('COMMIT');
+      return out;
+    } catch (err) {
+      db.exec('ROLLBACK');
+      throw err;
+    }
+  };
+  return {
+    Adapter: models.Adapter,
+    syncClients: async (clients) => models.syncClients(clients),
+    revokeClientArtefacts: async (clientId) => models.revokeClient(clientId),
+    revokedClients: async () =>
+      (
+        db.prepare('SELECT client_id FROM revoked_clients').all() as unknown as {
+          client_id: string;
+        }[]
+      ).map((r) => r.client_id),
+    addRevokedClient: async (clientId, at) =>
+      void db
+        .prepare('INSERT OR IGNORE INTO revoked_clients (client_id, revoked_at) VALUES (?, ?)')
+        .run(clientId, at),
+    upsertAccount: async (account, at) =>
+      void db
+        .prepare(
+          `INSERT INTO accounts (account_id, data, updated_at) VALUES (?, ?, ?)
+           ON CONFLICT (account_id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at`,
+        )
+        .run(account.accountId, JSON.stringify(account), at),
+    findAccount: async (accountId) => {
+      const row = db.prepare('SELECT data FROM accounts WHERE account_id = ?').get(accountId) as
+        { data: string } | undefined;
+      return row ? (JSON.parse(row.data) as Account) : undefined;
+    },
+    listKeys: async () =>
+      (
+        db
+          .prepare(
+            'SELECT * FROM signing_keys ORDER BY retired_at IS NOT NULL, created_at DESC, kid',
+          )
+          .all() as unknown as KeyRow[]
+      ).map(toRecord),
+    rotateKeys: async (fresh, expectedActiveKid, retire) =>
+      tx(() => {
+        const current = db
+          .prepare('SELECT kid FROM signing_keys WHERE retired_at IS NULL')
+          .get() as { kid: string } | undefined;
+        if (current?.kid !== expectedActiveKid) return false;
+        if (current) {
+          db.prepare('UPDATE signing_keys SET retired_at = ?, remove_after = ? WHERE kid = ?').run(
+            retire.at,
+            retire.removeAfter,
+            current.kid,
+          );
+        }
+        db.prepare('INSERT INTO signing_keys (kid, jwk, created_at) VALUES (?, ?, ?)').run(
+          fresh.kid,
+          fresh.jwk,
+          fresh.createdAt,
+        );
+        return true;
+      }),
+    deleteKeys: async (kids) => {
+      for (const kid of kids) db.prepare('DELETE FROM signing_keys WHERE kid = ?').run(kid);
+    },
+    sweep: async () => models.sweep(),
+    close: async () => db.close(),
+  };
+}

@@ -1,0 +1,46 @@
+import type { Adapter } from 'oidc-provider';
+import type { Account } from './account-store.ts';
+
+/** A signing key as stored: the private JWK (JSON) and its lifecycle times (ms). */
+export interface KeyRecord {
+  kid: string;
+  /** Private JWK as JSON text. A secret: never logged or returned by an API. */
+  jwk: string;
+  createdAt: number;
+  retiredAt?: number;
+  removeAfter?: number;
+}
+
+/**
+ * Everything the broker persists. SQLite (`node:sqlite`) on one machine; PostgreSQL when
+ * several broker replicas share state. Every method is safe to call from several replicas at
+ * once on PostgreSQL.
+ */
+export interface IdentityStore {
+  /** The class to hand to `oidc-provider`'s `adapter` option. */
+  readonly Adapter: new (name: string) => Adapter;
+  /** Replaces the stored `Client` rows with these client metadata documents. */
+  syncClients(clients: Record<string, unknown>[]): Promise<void>;
+  /** Deletes every grant, token and code of a client; resolves to the number of grants removed. */
+  revokeClientArtefacts(clientId: string): Promise<number>;
+  revokedClients(): Promise<string[]>;
+  addRevokedClient(clientId: string, at: number): Promise<void>;
+  upsertAccount(account: Account, at: number): Promise<void>;
+  findAccount(accountId: string): Promise<Account | undefined>;
+  /** All stored keys, the active one (no `retiredAt`) first, then newest first. */
+  listKeys(): Promise<KeyRecord[]>;
+  /**
+   * Adds `fresh` as the active key and retires the current one, atomically. Resolves false
+   * (and changes nothing) when the active key is no longer `expectedActiveKid`: another replica
+   * rotated first.
+   */
+  rotateKeys(
+    fresh: KeyRecord,
+    expectedActiveKid: string | undefined,
+    retire: { at: number; removeAfter: number },
+  ): Promise<boolean>;
+  deleteKeys(kids: string[]): Promise<void>;
+  /** Removes expired `oidc-provider` rows. */
+  sweep(): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,55 @@
+import {
+  ResponderBuilder,
+  ServerInterceptingCall,
+  ServerListenerBuilder,
+  type ServerInterceptor,
+} from '@grpc/grpc-js';
+
+/** Counts calls between their start and their final status, so shutdown can wait for them. */
+export interface InFlightCalls {
+  readonly interceptor: ServerInterceptor;
+  readonly count: number;
+  /** Resolves once no call is in flight. */
+  idle(): Promise<void>;
+}
+
+export function trackInFlightCalls(): InFlightCalls {
+  let count = 0;
+  const waiters: (() => void)[] = [];
+  const done = () => {
+    count -= 1;
+    if (count === 0) {
+      for (const wake of waiters.splice(0)) wake();
+    }
+  };
+  const interceptor: ServerInterceptor = (_method, call) => {
+    let finished = false;
+    const finish = () => {
+      if (finished) return;
+      finished = true;
+      done();
+    };
+    count += 1;
+    const listener = new ServerListenerBuilder().withOnCancel(() => finish()).build();
+    const responder = new ResponderBuilder()
+      .withStart((next) => next(listener))
+      .withSendStatus((status, next) => {
+        next(status);
+        finish();
+      })
+      .build();
+    return new ServerInterceptingCall(call, responder);
+  };
+  return {
+    interceptor,
+    get count() {
+      return count;
+    },
+    idle: () =>
+      count === 0
+        ? Promise.resolve()
+        : new Promise<void>((resolve) => {
+            waiters.push(resolve);
+          }),
+  };
+}
