@@ -3,13 +3,21 @@
  * - durable appends/s and acknowledgement latency (p50/p99) with 1, 16 and 256 concurrent
  *   appenders over mTLS, against the service running as its own process, SQLite and PostgreSQL
  *   (PostgreSQL with fsync and synchronous_commit on); plus AppendBatch streams of 256, and the
- *   same commit path in-process without gRPC;
+ *   same commit path in-process without gRPC. The appenders are spread over several client
+ *   processes (each with its own connection) so one client's CPU is not what is measured;
  * - inclusion and consistency proof time from the stored node table at 10^4, 10^6 and 10^7
  *   leaves (10^7 when `AUDIT_BENCH_HUGE=1`, it takes minutes to build);
  * - offline verification speed in leaves/s.
+ *
+ * Knobs (environment): `AUDIT_BENCH_SECONDS` (per load step, default 4), `AUDIT_BENCH_CLIENTS`
+ * (client processes, default 2), `AUDIT_BENCH_APPENDERS` (default `1,16,256`),
+ * `AUDIT_BENCH_PARTS` (`sqlite,postgres,proofs,verify`), `AUDIT_BENCH_NO_BATCH=1`,
+ * `AUDIT_BENCH_VERIFY_LEAVES` (default 200,000), `AUDIT_BENCH_HUGE=1`, and
+ * `AUDIT_BENCH_NODE_ARGS` (extra Node flags for the service and client processes, e.g.
+ * `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile both sides).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -55,6 +63,16 @@ import type { BenchReport } from './run.ts';
 
 const MAIN = join(import.meta.dirname, '..', 'services', 'audit', 'main.ts');
 const SECONDS = Number(process.env.AUDIT_BENCH_SECONDS ?? 4);
+/** Extra Node flags for the service and client processes, e.g. `--cpu-prof` to profile both. */
+const NODE_ARGS = (process.env.AUDIT_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+/** Concurrent appenders to measure (`AUDIT_BENCH_APPENDERS=1,256`). */
+const APPENDERS = (process.env.AUDIT_BENCH_APPENDERS ?? '1,16,256').split(',').map(Number);
+/** Parts to run (`AUDIT_BENCH_PARTS=sqlite,postgres,proofs,verify`), default all. */
+const PARTS = new Set(
+  (process.env.AUDIT_BENCH_PARTS ?? 'sqlite,postgres,proofs,verify')
+    .split(',')
+    .map((p) => p.trim()),
+);
 
 function pct(sorted: number[], p: number): number {
   return sorted.length
@@ -63,7 +81,7 @@ function pct(sorted: number[], p: number): number {
 }
 
 async function startService(args: string[]): Promise<{ child: ChildProcess; address: string }> {
-  const child = spawn(process.execPath, [MAIN, ...args], {
+  const child = spawn(process.execPath, [...NODE_ARGS, MAIN, ...args], {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, OTEL_SDK_DISABLED: 'true' },
   });
@@ -81,13 +99,181 @@ async function startService(args: string[]): Promise<{ child: ChildProcess; addr
 interface AppendResult {
   backend: string;
   appenders: number;
+  /** Client processes the appenders were spread over. */
+  clients?: number;
   records: number;
   seconds: number;
   perSecond: number;
   p50Ms: number;
   p99Ms: number;
   errors: number;
+  /** CPU µs per acknowledged record: the service process, and all client processes. */
+  serverCpuUsPerRecord?: number;
+  clientCpuUsPerRecord?: number;
 }
+
+/** What one client process is told to do (JSON in `AUDIT_BENCH_CLIENT`). */
+interface ClientJob {
+  address: string;
+  certPem: string;
+  keyPem: string;
+  caPem: string;
+  appenders: number;
+  /** Appender numbers start here (actor names differ between processes). */
+  firstAppender: number;
+  seconds: number;
+  /** 0: unary Append; n: AppendBatch streams of n records. */
+  batch: number;
+}
+
+interface ClientOutcome {
+  latencies: number[];
+  records: number;
+  errors: number;
+  seconds: number;
+  /** CPU time the client processes spent during the load, in µs. */
+  cpuUs: number;
+}
+
+/** CPU time (user + system) a process has used so far, in µs; 0 where /proc is missing. */
+function processCpuUs(pid: number | undefined): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    // utime and stime are fields 14 and 15 of stat (11 and 12 after the command name).
+    return ((Number(fields[11]) + Number(fields[12])) * 1e6) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Client side of the append load, run in its own process: one grpc-js process cannot drive
+ * 256 mTLS appenders fast enough on its own (its CPU, not the server's, caps the rate), so
+ * the load is spread over several processes, each with its own connection.
+ */
+async function appendClient(job: ClientJob): Promise<ClientOutcome> {
+  const client = createMeshClient(AuditServiceClient, {
+    address: job.address,
+    tls: { certPem: job.certPem, keyPem: job.keyPem, caPem: job.caPem },
+    expectedServer: 'spiffe://bulwark.local/svc/audit',
+    logger: pino({ level: 'silent' }),
+  });
+  // Connect (and finish the TLS handshake) before the clock starts.
+  await new Promise<void>((resolve, reject) =>
+    client.waitForReady(Date.now() + 10_000, (err) => (err ? reject(err) : resolve())),
+  );
+  const latencies: number[] = [];
+  let errors = 0;
+  let records = 0;
+  const end = performance.now() + job.seconds * 1000;
+  const started = performance.now();
+  const cpu0 = process.cpuUsage();
+  const batch = Array.from({ length: job.batch }, (_, k) =>
+    AuditRecord.fromPartial({
+      eventType: EventType.EVENT_TYPE_AUTHZ,
+      actor: { sub: `acme/user${k}`, org: 'acme' },
+      action: 'infer',
+      outcome: Outcome.OUTCOME_SUCCESS,
+      policyRevision: 'rev-1',
+    }),
+  );
+  await Promise.all(
+    Array.from({ length: job.appenders }, async (_, k) => {
+      const a = job.firstAppender + k;
+      while (performance.now() < end) {
+        const t0 = performance.now();
+        if (job.batch > 0) {
+          await new Promise<void>((resolve) => {
+            const stream = client.appendBatch((err) => {
+              if (err) errors++;
+              else {
+                records += batch.length;
+                latencies.push(performance.now() - t0);
+              }
+              resolve();
+            });
+            for (const record of batch) stream.write({ record });
+            stream.end();
+          });
+          continue;
+        }
+        const req = AppendRequest.fromPartial({
+          record: AuditRecord.fromPartial({
+            service: 'inference',
+            eventType: EventType.EVENT_TYPE_INFERENCE,
+            actor: {
+              sub: `acme/user${a}`,
+              org: 'acme',
+              peerSpiffeId: 'spiffe://bulwark.local/svc/gateway',
+            },
+            action: 'infer',
+            target: { modelName: 'iris', modelVersion: '3' },
+            outcome: Outcome.OUTCOME_SUCCESS,
+            inputDigest: `sha256:${'ab'.repeat(32)}`,
+            latencyUs: 1234,
+            traceId: randomBytes(16).toString('hex'),
+          }),
+        });
+        await new Promise<AppendResponse>((resolve, reject) =>
+          client.append(req, new Metadata(), (err: ServiceError | null, res: AppendResponse) =>
+            err ? reject(err) : resolve(res),
+          ),
+        ).then(
+          () => {
+            records++;
+            latencies.push(performance.now() - t0);
+          },
+          () => errors++,
+        );
+      }
+    }),
+  );
+  const seconds = (performance.now() - started) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  client.close();
+  return { latencies, records, errors, seconds, cpuUs: cpu.user + cpu.system };
+}
+
+/** Runs `job` spread over `processes` client processes (this file in client mode). */
+async function runClients(
+  job: Omit<ClientJob, 'appenders' | 'firstAppender'>,
+  appenders: number,
+  processes: number,
+): Promise<ClientOutcome> {
+  const n = Math.max(1, Math.min(processes, appenders));
+  const outcomes = await Promise.all(
+    Array.from({ length: n }, (_, p) => {
+      const share = Math.floor(appenders / n) + (p < appenders % n ? 1 : 0);
+      const firstAppender = p * Math.floor(appenders / n) + Math.min(p, appenders % n);
+      const child = spawn(process.execPath, [...NODE_ARGS, import.meta.filename], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+        env: {
+          ...process.env,
+          AUDIT_BENCH_CLIENT: JSON.stringify({ ...job, appenders: share, firstAppender }),
+        },
+      });
+      let out = '';
+      child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+      return new Promise<ClientOutcome>((resolve, reject) =>
+        child.once('exit', (code) =>
+          code === 0
+            ? resolve(JSON.parse(out) as ClientOutcome)
+            : reject(new Error(`bench client exited ${code}`)),
+        ),
+      );
+    }),
+  );
+  return {
+    latencies: outcomes.flatMap((o) => o.latencies),
+    records: outcomes.reduce((a, o) => a + o.records, 0),
+    errors: outcomes.reduce((a, o) => a + o.errors, 0),
+    seconds: Math.max(...outcomes.map((o) => o.seconds)),
+    cpuUs: outcomes.reduce((a, o) => a + o.cpuUs, 0),
+  };
+}
+
+/** Client processes for the mTLS load (`AUDIT_BENCH_CLIENTS`, default 2). */
+const CLIENTS = Math.max(1, Number(process.env.AUDIT_BENCH_CLIENTS ?? 2));
 
 async function appendLoad(backend: string, storeArgs: string[]): Promise<AppendResult[]> {
   const pki = await createTestPki({ services: ['audit', 'inference'] });
@@ -103,116 +289,53 @@ async function appendLoad(backend: string, storeArgs: string[]): Promise<AppendR
     '--no-metrics',
   ]);
   const w = pki.services.inference!;
-  const client = createMeshClient(AuditServiceClient, {
-    address,
-    tls: { certPem: w.certPem, keyPem: w.keyPem, caPem: w.caPem },
-    expectedServer: 'spiffe://bulwark.local/svc/audit',
-    logger: pino({ level: 'silent' }),
-  });
+  const base = { address, certPem: w.certPem, keyPem: w.keyPem, caPem: w.caPem, seconds: SECONDS };
   const results: AppendResult[] = [];
+  const summarise = (
+    label: string,
+    appenders: number,
+    clients: number,
+    o: ClientOutcome,
+    serverCpuUs: number,
+  ): AppendResult => {
+    o.latencies.sort((x, y) => x - y);
+    const perRecord = (us: number) => (o.records ? Math.round(us / o.records) : 0);
+    return {
+      backend: label,
+      appenders,
+      clients,
+      records: o.records,
+      seconds: Number(o.seconds.toFixed(2)),
+      perSecond: Math.round(o.records / o.seconds),
+      p50Ms: Number(pct(o.latencies, 50).toFixed(2)),
+      p99Ms: Number(pct(o.latencies, 99).toFixed(2)),
+      errors: o.errors,
+      // The service's CPU over the whole step: the TLS handshakes are in it too.
+      serverCpuUsPerRecord: perRecord(serverCpuUs),
+      clientCpuUsPerRecord: perRecord(o.cpuUs),
+    };
+  };
   try {
-    for (const appenders of [1, 16, 256]) {
-      const latencies: number[] = [];
-      let errors = 0;
-      const end = performance.now() + SECONDS * 1000;
-      const started = performance.now();
-      await Promise.all(
-        Array.from({ length: appenders }, async (_, a) => {
-          for (let i = 0; performance.now() < end; i++) {
-            const req = AppendRequest.fromPartial({
-              record: AuditRecord.fromPartial({
-                service: 'inference',
-                eventType: EventType.EVENT_TYPE_INFERENCE,
-                actor: {
-                  sub: `acme/user${a}`,
-                  org: 'acme',
-                  peerSpiffeId: 'spiffe://bulwark.local/svc/gateway',
-                },
-                action: 'infer',
-                target: { modelName: 'iris', modelVersion: '3' },
-                outcome: Outcome.OUTCOME_SUCCESS,
-                inputDigest: `sha256:${'ab'.repeat(32)}`,
-                latencyUs: 1234,
-                traceId: randomBytes(16).toString('hex'),
-              }),
-            });
-            const t0 = performance.now();
-            await new Promise<AppendResponse>((resolve, reject) =>
-              client.append(req, new Metadata(), (err: ServiceError | null, res: AppendResponse) =>
-                err ? reject(err) : resolve(res),
-              ),
-            ).then(
-              () => latencies.push(performance.now() - t0),
-              () => errors++,
-            );
-          }
-        }),
+    for (const appenders of APPENDERS) {
+      const clients = Math.min(CLIENTS, appenders);
+      const cpu0 = processCpuUs(child.pid);
+      const o = await runClients({ ...base, batch: 0 }, appenders, clients);
+      results.push(summarise(backend, appenders, clients, o, processCpuUs(child.pid) - cpu0));
+      process.stderr.write(
+        `  ${backend} ${appenders} appenders (${clients} client processes): ${results.at(-1)!.perSecond}/s p50 ${results.at(-1)!.p50Ms} ms p99 ${results.at(-1)!.p99Ms} ms\n`,
       );
-      const seconds = (performance.now() - started) / 1000;
-      latencies.sort((x, y) => x - y);
-      results.push({
-        backend,
-        appenders,
-        records: latencies.length,
-        seconds: Number(seconds.toFixed(2)),
-        perSecond: Math.round(latencies.length / seconds),
-        p50Ms: Number(pct(latencies, 50).toFixed(2)),
-        p99Ms: Number(pct(latencies, 99).toFixed(2)),
-        errors,
-      });
-      process.stderr.write(`  ${backend} ${appenders} appenders: ${results.at(-1)!.perSecond}/s\n`);
     }
     // AppendBatch: 16 concurrent streams of 256 records each, as batching appenders send them.
-    {
-      const latencies: number[] = [];
-      let records = 0;
-      let errors = 0;
-      const end = performance.now() + SECONDS * 1000;
-      const started = performance.now();
-      const batch = Array.from({ length: 256 }, (_, k) =>
-        AuditRecord.fromPartial({
-          eventType: EventType.EVENT_TYPE_AUTHZ,
-          actor: { sub: `acme/user${k}`, org: 'acme' },
-          action: 'infer',
-          outcome: Outcome.OUTCOME_SUCCESS,
-          policyRevision: 'rev-1',
-        }),
+    if (process.env.AUDIT_BENCH_NO_BATCH !== '1') {
+      const clients = Math.min(CLIENTS, 16);
+      const cpu0 = processCpuUs(child.pid);
+      const o = await runClients({ ...base, batch: 256 }, 16, clients);
+      results.push(
+        summarise(`${backend} (AppendBatch x256)`, 16, clients, o, processCpuUs(child.pid) - cpu0),
       );
-      await Promise.all(
-        Array.from({ length: 16 }, async () => {
-          while (performance.now() < end) {
-            const t0 = performance.now();
-            await new Promise<void>((resolve) => {
-              const stream = client.appendBatch((err) => {
-                if (err) errors++;
-                else {
-                  records += batch.length;
-                  latencies.push(performance.now() - t0);
-                }
-                resolve();
-              });
-              for (const record of batch) stream.write({ record });
-              stream.end();
-            });
-          }
-        }),
-      );
-      const seconds = (performance.now() - started) / 1000;
-      latencies.sort((x, y) => x - y);
-      results.push({
-        backend: `${backend} (AppendBatch x256)`,
-        appenders: 16,
-        records,
-        seconds: Number(seconds.toFixed(2)),
-        perSecond: Math.round(records / seconds),
-        p50Ms: Number(pct(latencies, 50).toFixed(2)),
-        p99Ms: Number(pct(latencies, 99).toFixed(2)),
-        errors,
-      });
       process.stderr.write(`  ${backend} AppendBatch: ${results.at(-1)!.perSecond}/s\n`);
     }
   } finally {
-    client.close();
     child.kill('SIGTERM');
     await new Promise((r) => child.once('exit', r));
     await pki.cleanup();
@@ -231,7 +354,7 @@ async function engineLoad(backend: string, store: AuditStore): Promise<AppendRes
   });
   const results: AppendResult[] = [];
   try {
-    for (const appenders of [1, 16, 256]) {
+    for (const appenders of APPENDERS) {
       const latencies: number[] = [];
       const end = performance.now() + SECONDS * 1000;
       const started = performance.now();
@@ -364,9 +487,12 @@ async function proofTimes(n: number): Promise<ProofResult> {
   }
 }
 
-async function verifySpeed(
-  n: number,
-): Promise<{ leaves: number; seconds: number; leavesPerSecond: number }> {
+async function verifySpeed(n: number): Promise<{
+  leaves: number;
+  seconds: number;
+  leavesPerSecond: number;
+  serialLeavesPerSecond: number;
+}> {
   const dir = mkdtempSync(join(tmpdir(), 'audit-verify-'));
   try {
     const store = openSqliteStore({ path: join(dir, 'v.db') });
@@ -395,15 +521,27 @@ async function verifySpeed(
     }
     await log.checkpoint();
     const verifier = parseVerifierKey(log.verifierKey);
-    const t0 = performance.now();
-    const result = await verifyStore(store, { verifier, origin: 'bulwark.local/audit' });
-    const seconds = (performance.now() - t0) / 1000;
-    if (!result.ok) throw new Error(`verify failed: ${result.reason}`);
+    // Both ways: a worker-thread reader beside this thread's hashing, and this thread alone
+    // (the worker only pays off when the second core is free).
+    const timed = async (parallel: boolean) => {
+      const t0 = performance.now();
+      const result = await verifyStore(store, {
+        verifier,
+        origin: 'bulwark.local/audit',
+        parallel,
+      });
+      const seconds = (performance.now() - t0) / 1000;
+      if (!result.ok) throw new Error(`verify failed: ${result.reason}`);
+      return seconds;
+    };
+    const seconds = await timed(true);
+    const serialSeconds = await timed(false);
     await log.close();
     return {
       leaves: n,
       seconds: Number(seconds.toFixed(2)),
       leavesPerSecond: Math.round(n / seconds),
+      serialLeavesPerSecond: Math.round(n / serialSeconds),
     };
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -413,41 +551,53 @@ async function verifySpeed(
 export async function run(): Promise<BenchReport> {
   const loadAtStart = loadavg()[0] ?? 0;
   const appends: AppendResult[] = [];
-  const sqliteDir = mkdtempSync(join(tmpdir(), 'audit-bench-db-'));
-  try {
-    appends.push(...(await appendLoad('sqlite', ['--sqlite', join(sqliteDir, 'a.db')])));
-    appends.push(
-      ...(await engineLoad('sqlite', openSqliteStore({ path: join(sqliteDir, 'e.db') }))),
-    );
-  } finally {
-    rmSync(sqliteDir, { recursive: true, force: true });
+  if (PARTS.has('sqlite')) {
+    const sqliteDir = mkdtempSync(join(tmpdir(), 'audit-bench-db-'));
+    try {
+      appends.push(...(await appendLoad('sqlite', ['--sqlite', join(sqliteDir, 'a.db')])));
+      appends.push(
+        ...(await engineLoad('sqlite', openSqliteStore({ path: join(sqliteDir, 'e.db') }))),
+      );
+    } finally {
+      rmSync(sqliteDir, { recursive: true, force: true });
+    }
   }
-  const pgi = await startPostgres({ durable: true });
-  try {
-    appends.push(...(await appendLoad('postgres', ['--postgres', pgi.url])));
-    appends.push(
-      ...(await engineLoad(
-        'postgres',
-        await openPostgresStore({ connectionString: pgi.url, schema: 'engine' }),
-      )),
-    );
-  } finally {
-    await pgi.stop();
+  if (PARTS.has('postgres')) {
+    const pgi = await startPostgres({ durable: true });
+    try {
+      appends.push(...(await appendLoad('postgres', ['--postgres', pgi.url])));
+      appends.push(
+        ...(await engineLoad(
+          'postgres',
+          await openPostgresStore({ connectionString: pgi.url, schema: 'engine' }),
+        )),
+      );
+    } finally {
+      await pgi.stop();
+    }
   }
-  const sizes = [10_000, 1_000_000, ...(process.env.AUDIT_BENCH_HUGE === '1' ? [10_000_000] : [])];
+  const sizes = PARTS.has('proofs')
+    ? [10_000, 1_000_000, ...(process.env.AUDIT_BENCH_HUGE === '1' ? [10_000_000] : [])]
+    : [];
   const proofs: ProofResult[] = [];
   for (const n of sizes) {
     process.stderr.write(`  proofs at ${n} leaves\n`);
     proofs.push(await proofTimes(n));
   }
-  const verify = await verifySpeed(Number(process.env.AUDIT_BENCH_VERIFY_LEAVES ?? 200_000));
+  const verify = PARTS.has('verify')
+    ? await verifySpeed(Number(process.env.AUDIT_BENCH_VERIFY_LEAVES ?? 200_000))
+    : { leaves: 0, seconds: 0, leavesPerSecond: 0, serialLeavesPerSecond: 0 };
   const text = [
-    'durable appends: over mTLS (service in its own process, one client connection), and the',
+    `durable appends: over mTLS (service in its own process; appenders spread over up to ${CLIENTS}`,
+    'client processes, one connection each), and the',
     'in-process commit path without gRPC; load average at start: ' + loadAtStart.toFixed(1),
-    'backend                      appenders  records/s  p50 ms  p99 ms  errors',
+    'backend                      appenders  records/s  p50 ms  p99 ms  errors  cpu µs/rec server/clients',
     ...appends.map(
       (r) =>
-        `${r.backend.padEnd(28)} ${String(r.appenders).padStart(9)}  ${String(r.perSecond).padStart(9)}  ${r.p50Ms.toFixed(2).padStart(6)}  ${r.p99Ms.toFixed(2).padStart(6)}  ${r.errors}`,
+        `${r.backend.padEnd(28)} ${String(r.appenders).padStart(9)}  ${String(r.perSecond).padStart(9)}  ${r.p50Ms.toFixed(2).padStart(6)}  ${r.p99Ms.toFixed(2).padStart(6)}  ${String(r.errors).padStart(6)}` +
+        (r.serverCpuUsPerRecord !== undefined
+          ? `  ${r.serverCpuUsPerRecord}/${r.clientCpuUsPerRecord}`
+          : ''),
     ),
     '',
     'proofs from the stored node table (SQLite, random leaves, mean of 2000):',
@@ -457,11 +607,19 @@ export async function run(): Promise<BenchReport> {
         `${String(p.leaves).padEnd(11)} ${String(p.inclusionUs).padStart(12)}  ${String(p.consistencyUs).padStart(14)}  ${String(p.nodesReadPerProof).padStart(10)}`,
     ),
     '',
-    `offline verify: ${verify.leaves} leaves in ${verify.seconds} s = ${verify.leavesPerSecond} leaves/s`,
+    `offline verify: ${verify.leaves} leaves in ${verify.seconds} s = ${verify.leavesPerSecond} leaves/s` +
+      ` (worker-thread reader; one thread: ${verify.serialLeavesPerSecond} leaves/s)`,
   ].join('\n');
   return {
     title: 'audit: durable appends, proof cost, offline verification',
     text,
     data: { appends, proofs, verify },
   };
+}
+
+// Client mode: this file run as a child by `runClients` (never when imported by `bench/run.ts`).
+if (process.env.AUDIT_BENCH_CLIENT && process.argv[1] === import.meta.filename) {
+  const outcome = await appendClient(JSON.parse(process.env.AUDIT_BENCH_CLIENT) as ClientJob);
+  process.stdout.write(JSON.stringify(outcome));
+  process.exit(0);
 }

@@ -29,6 +29,7 @@ import { createTestPki } from '../mesh/ca/testing.ts';
 import {
   createMeshClient,
   createMeshServer,
+  MESH_GRPC_OPTIONS,
   unaryHandler,
   type TlsFiles,
 } from '../mesh/kit/index.ts';
@@ -112,7 +113,12 @@ async function serve(options: ChildOptions): Promise<void> {
   let port: number;
   let stop: () => Promise<void>;
   if (options.variant.startsWith('plaintext')) {
-    const server = new Server({ interceptors: telemetry ? [telemetry.serverInterceptor] : [] });
+    // Same grpc-js options as a mesh server, so plaintext differs from mTLS only by TLS and the
+    // kit's interceptors.
+    const server = new Server({
+      ...MESH_GRPC_OPTIONS,
+      interceptors: telemetry ? [telemetry.serverInterceptor] : [],
+    });
     server.addService(EchoServiceService, { echo });
     if (telemetry) await telemetry.serveMetrics({ port: 0 });
     port = await new Promise<number>((resolve, reject) =>
@@ -162,6 +168,7 @@ async function load(options: ChildOptions): Promise<void> {
   const address = options.address!;
   const client = options.variant.startsWith('plaintext')
     ? new EchoServiceClient(address, credentials.createInsecure(), {
+        ...MESH_GRPC_OPTIONS,
         interceptors: telemetry ? [telemetry.clientInterceptor] : [],
       })
     : createMeshClient(EchoServiceClient, {

@@ -23,6 +23,7 @@
  */
 import { join } from 'node:path';
 import type { BenchReport } from './run.ts';
+import { DEFAULT_TIER_QUOTAS } from '../services/inference/guards/quota.ts';
 import type { LoadPlan, PhaseResult } from './support/load-protocol.ts';
 import { startLoadProcess, type LoadProcess } from './support/load-process.ts';
 import { phaseTable, rssRows, rssTable, type RssRow } from './support/mesh-report.ts';
@@ -31,8 +32,8 @@ import { sampleRss, type RssSample } from './support/rss.ts';
 
 const LEVELS = [1, 16, 64];
 const TARGET_GROWTH = 0.1;
-/** Quota of the low risk tier per subject (services/inference/guards/quota.ts). */
-const IRIS_QUOTA_PER_SUBJECT = 50;
+/** Iris is low risk: its per-subject rate, as inference enforces it. */
+const IRIS_QUOTA_PER_SUBJECT = DEFAULT_TIER_QUOTAS.low.ratePerSec;
 
 function knob(name: string, fallback: number): number {
   const raw = process.env[name];

@@ -47,9 +47,11 @@ export interface AuditRecordOptions {
 }
 
 /**
- * Where audit records go. The audit service's client is adapted to this; tests use
- * {@link createMemoryAuditSink}. A sink that throws is logged; the broker fails closed only for
- * what it controls (a refusal is never turned into an acceptance).
+ * Where audit records go. The audit service's client is adapted to this
+ * (`createAuditServiceSink`, usually behind `createBufferedAuditSink`); tests use
+ * {@link createMemoryAuditSink}. A sink that throws is logged; a refusal is never turned into
+ * an acceptance, and a record asked for with `{ acknowledged: true }` that the sink cannot
+ * deliver makes the broker refuse the action it describes (privileged token issuance).
  */
 export interface AuditSink {
   record(event: IdentityAuditEvent, options?: AuditRecordOptions): Promise<void>;

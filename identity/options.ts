@@ -82,7 +82,12 @@ export interface BrokerOptions {
   store?: IdentityStore;
   organisations: OrganisationConfig[];
   clients: BrokerClientConfig[];
-  /** Audit record destination. Default: records are only logged. */
+  /**
+   * Audit record destination. Tokens with a privileged scope (`model:admin`, `policy:admin`,
+   * `audit:read`) are issued only once the sink acknowledges their record (`503
+   * temporarily_unavailable` otherwise); everything else is recorded without waiting (see
+   * `createBufferedAuditSink`). Default: records are only logged.
+   */
   audit?: AuditSink;
   logger?: Logger;
   /**

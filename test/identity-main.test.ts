@@ -102,3 +102,33 @@ test('the broker entry point names a missing file and exits 1', async () => {
   expect(code).toBe(1);
   expect(stderr).toContain('tls.certFile: cannot read');
 });
+
+test('the broker entry point refuses an audit target it cannot reach over mTLS', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'bulwark-identity-main-'));
+  const ca = await createTestCa();
+  const server = await ca.server('identity');
+  writeFileSync(join(dir, 'cert.pem'), server.cert);
+  writeFileSync(join(dir, 'key.pem'), server.key, { mode: 0o600 });
+  writeFileSync(
+    join(dir, 'identity.json'),
+    JSON.stringify({
+      tls: { certFile: join(dir, 'cert.pem'), keyFile: join(dir, 'key.pem') },
+      databasePath: join(dir, 'identity.db'),
+      organisations: [],
+      clients: [],
+      // No tls.caFiles: the broker could not check the audit service's certificate.
+      audit: { address: '127.0.0.1:1', spiffeId: 'spiffe://bulwark.local/svc/audit' },
+    }),
+  );
+  const child = spawn(
+    process.execPath,
+    ['identity/main.ts', '--options-file', join(dir, 'identity.json')],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  let stderr = '';
+  child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+  rmSync(dir, { recursive: true, force: true });
+  expect(code).toBe(1);
+  expect(stderr).toContain('audit needs tls.caFiles[0]');
+});

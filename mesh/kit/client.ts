@@ -10,6 +10,7 @@ import {
 } from '@grpc/grpc-js';
 import { pino, type Logger } from 'pino';
 import { spiffeIdOf } from '../ca/index.ts';
+import { MESH_GRPC_OPTIONS } from './grpc-defaults.ts';
 import { MeshError } from './mesh-error.ts';
 import { readTlsFilesSync, type TlsFiles } from './tls-files.ts';
 
@@ -60,13 +61,13 @@ export type GrpcClientConstructor<C extends Client> = new (
  * hang forever on a stuck peer.
  */
 export function defaultDeadlineInterceptor(ms: number): Interceptor {
-  return (options, nextCall) => {
-    const deadline =
+  // Calls that already carry a deadline pass through with their options untouched.
+  return (options, nextCall) =>
+    new InterceptingCall(
       options.deadline === undefined || options.deadline === Infinity
-        ? new Date(Date.now() + ms)
-        : options.deadline;
-    return new InterceptingCall(nextCall({ ...options, deadline }));
-  };
+        ? nextCall({ ...options, deadline: new Date(Date.now() + ms) })
+        : nextCall(options),
+    );
 }
 
 /**
@@ -152,6 +153,7 @@ export function createMeshClient<C extends Client>(
   // use the name, so loopback IP targets present "localhost", which mesh certificates carry.
   const loopback = /^(127\.\d+\.\d+\.\d+|\[::1\]):\d+$/.test(options.address);
   return new ClientClass(options.address, credentials, {
+    ...MESH_GRPC_OPTIONS,
     ...(loopback ? { 'grpc.ssl_target_name_override': 'localhost' } : {}),
     ...options.channelOptions,
     interceptors: [

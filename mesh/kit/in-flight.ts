@@ -1,9 +1,4 @@
-import {
-  ResponderBuilder,
-  ServerInterceptingCall,
-  ServerListenerBuilder,
-  type ServerInterceptor,
-} from '@grpc/grpc-js';
+import { ServerInterceptingCall, type ServerInterceptor } from '@grpc/grpc-js';
 
 /** Counts calls between their start and their final status, so shutdown can wait for them. */
 export interface InFlightCalls {
@@ -22,6 +17,8 @@ export function trackInFlightCalls(): InFlightCalls {
       for (const wake of waiters.splice(0)) wake();
     }
   };
+  // Plain listener/responder objects rather than the grpc-js builders: this runs on every call
+  // and the builders only allocate more to produce the same objects.
   const interceptor: ServerInterceptor = (_method, call) => {
     let finished = false;
     const finish = () => {
@@ -30,15 +27,13 @@ export function trackInFlightCalls(): InFlightCalls {
       done();
     };
     count += 1;
-    const listener = new ServerListenerBuilder().withOnCancel(() => finish()).build();
-    const responder = new ResponderBuilder()
-      .withStart((next) => next(listener))
-      .withSendStatus((status, next) => {
+    return new ServerInterceptingCall(call, {
+      start: (next) => next({ onCancel: finish }),
+      sendStatus: (status, next) => {
         next(status);
         finish();
-      })
-      .build();
-    return new ServerInterceptingCall(call, responder);
+      },
+    });
   };
   return {
     interceptor,

@@ -14,6 +14,7 @@ export {
   type MeshCredentialsOptions,
   type TlsPem,
 } from './client.ts';
+export { MESH_GRPC_OPTIONS } from './grpc-defaults.ts';
 export { peerIdentity, type PeerIdentity } from './peer-identity.ts';
 export { compileAllowList, type PeerAllowList } from './allow-list.ts';
 export { type ClientCertificateMode } from './peer-check.ts';

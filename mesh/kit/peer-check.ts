@@ -1,8 +1,6 @@
 import {
   Metadata,
-  ResponderBuilder,
   ServerInterceptingCall,
-  ServerListenerBuilder,
   status,
   type ServerInterceptingCallInterface,
   type ServerInterceptor,
@@ -68,41 +66,53 @@ export function createPeerCheckInterceptor(
   lookup: ConnectionLookup = () => undefined,
   isAllowedFor: (spiffeId: string, method: string) => boolean = () => false,
 ): ServerInterceptor {
+  // One predicate per method, made once: grpc-js runs interceptors only for registered
+  // methods, so this stays bounded whatever paths clients send.
+  const predicates = new Map<string, (spiffeId: string) => boolean>();
+  const predicateFor = (path: string) => {
+    let predicate = predicates.get(path);
+    if (!predicate) {
+      predicate = (id) => isAllowed(id) || isAllowedFor(id, path);
+      predicates.set(path, predicate);
+    }
+    return predicate;
+  };
   return (method, call) => {
-    const listener = new ServerListenerBuilder()
-      .withOnReceiveMetadata((metadata, next) => {
-        const peer = lookup(call) ?? connectionPeerOfCall(call);
-        const decision = checkPeer(
-          peer,
-          (id) => isAllowed(id) || isAllowedFor(id, method.path),
-          mode,
-        );
-        if (decision.allowed) {
-          const identity: PeerIdentity = { address: call.getPeer() };
-          if (peer.spiffeId) identity.spiffeId = peer.spiffeId;
-          if (peer.thumbprint) identity.certificateThumbprint = peer.thumbprint;
-          attachPeerIdentity(metadata, identity);
-          next(metadata);
-          return;
-        }
-        logger.warn(
-          {
-            event: 'mesh.peer.refused',
-            reason: decision.reason,
-            peer: call.getPeer(),
-            spiffeId: decision.spiffeId,
-            method: method.path,
+    const isAllowedHere = predicateFor(method.path);
+    // Plain listener/responder objects: the grpc-js builders only allocate more per call.
+    return new ServerInterceptingCall(call, {
+      start: (next) =>
+        next({
+          onReceiveMetadata: (metadata, nextMetadata) => {
+            const peer = lookup(call) ?? connectionPeerOfCall(call);
+            const decision = checkPeer(peer, isAllowedHere, mode);
+            if (decision.allowed) {
+              // The handshake recorded the address; asking the call goes through the HTTP/2
+              // session's socket proxy on every call.
+              const identity: PeerIdentity = { address: peer.address ?? call.getPeer() };
+              if (peer.spiffeId) identity.spiffeId = peer.spiffeId;
+              if (peer.thumbprint) identity.certificateThumbprint = peer.thumbprint;
+              attachPeerIdentity(metadata, identity);
+              nextMetadata(metadata);
+              return;
+            }
+            logger.warn(
+              {
+                event: 'mesh.peer.refused',
+                reason: decision.reason,
+                peer: call.getPeer(),
+                spiffeId: decision.spiffeId,
+                method: method.path,
+              },
+              `refused call to ${method.path}: ${decision.reason}`,
+            );
+            call.sendStatus({
+              code: status.UNAUTHENTICATED,
+              details: 'peer is not authenticated for this service',
+              metadata: new Metadata(),
+            });
           },
-          `refused call to ${method.path}: ${decision.reason}`,
-        );
-        call.sendStatus({
-          code: status.UNAUTHENTICATED,
-          details: 'peer is not authenticated for this service',
-          metadata: new Metadata(),
-        });
-      })
-      .build();
-    const responder = new ResponderBuilder().withStart((next) => next(listener)).build();
-    return new ServerInterceptingCall(call, responder);
+        }),
+    });
   };
 }

@@ -35,6 +35,8 @@ export interface ConnectionPeer {
   /** Why the verified certificate is not a usable X.509-SVID. */
   svidError?: string;
   thumbprint?: string;
+  /** The client's `ip:port` as grpc-js's `call.getPeer()` spells it, when known. */
+  address?: string;
 }
 
 /** Builds a {@link ConnectionPeer} from a verified certificate (or none). */

@@ -11,6 +11,7 @@ import {
 import { pino, type Logger } from 'pino';
 import { spiffeIdOf } from '../ca/index.ts';
 import { compileAllowList, type PeerAllowList } from './allow-list.ts';
+import { MESH_GRPC_OPTIONS } from './grpc-defaults.ts';
 import { createHealthService, type MeshHealth } from './health.ts';
 import { trackInFlightCalls } from './in-flight.ts';
 import { connectionPeerOf, type ConnectionPeer } from './peer-identity.ts';
@@ -140,6 +141,7 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
   const health = createHealthService({ '': 'SERVING' });
   const inFlight = trackInFlightCalls();
   const grpcServer = new Server({
+    ...MESH_GRPC_OPTIONS,
     ...config.grpcOptions,
     // grpc-js nests interceptors so that later ones see a call's status first: the peer
     // check comes last so extra (telemetry) interceptors still see its refusals, and the
@@ -207,10 +209,14 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
       }
     }
     const key = connectionKey(socket.remoteAddress, socket.remotePort, socket.localPort);
-    connections.set(
-      key,
-      connectionPeerOf(socket.authorized ? socket.getPeerCertificate() : undefined),
+    const connectionPeer = connectionPeerOf(
+      socket.authorized ? socket.getPeerCertificate() : undefined,
     );
+    // Same spelling as grpc-js's `call.getPeer()` for this socket.
+    if (socket.remoteAddress) {
+      connectionPeer.address = socket.remotePort ? peer : socket.remoteAddress;
+    }
+    connections.set(key, connectionPeer);
     sockets.add(socket);
     socket.on('close', () => {
       connections.delete(key);

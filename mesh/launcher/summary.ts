@@ -33,11 +33,11 @@ export function renderSummary(mesh: RunningMesh, cwd = process.cwd()): string {
     `  ${'service'.padEnd(width)}${'address'.padEnd(42)}pid`,
     ...rows,
     '',
-    `Log in as a person of ${org} (demo user alice; password: cat ${password}) and call a model:`,
+    `Log in as a person of ${org} (demo user alice; password: cat ${password}) and call a model (in this checkout; plain "bulwark" where it is installed):`,
     '',
     `  export BULWARK_CA_FILE=${ca} BULWARK_ISSUER=${issuer}`,
-    `  bulwark login --org ${org}`,
-    `  bulwark infer --address ${inference} --model iris --input '[[5.1,3.5,1.4,0.2]]' --token "$(bulwark token)"`,
+    `  npx bulwark login --org ${org}`,
+    `  npx bulwark infer --address ${inference} --model iris --input '[[5.1,3.5,1.4,0.2]]' --token "$(npx bulwark token)"`,
     '',
   ];
   if (backendSecret) {

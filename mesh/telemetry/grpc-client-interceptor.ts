@@ -1,4 +1,4 @@
-import { InterceptingCall, status, type Interceptor } from '@grpc/grpc-js';
+import { InterceptingCall, status, type Interceptor, type Listener } from '@grpc/grpc-js';
 import {
   context,
   SpanKind,
@@ -53,29 +53,35 @@ export function createClientInterceptor(options: ClientInterceptorOptions): Inte
       parent,
     );
     const spanContext = trace.setSpan(parent, span);
+    // Unsampled spans record nothing: skip the attribute and status work for them.
+    const recording = span.isRecording();
+    const listener: Listener = {
+      onReceiveStatus: (statusObject, nextStatus) => {
+        if (recording) {
+          span.setAttribute('rpc.grpc.status_code', statusObject.code);
+          if (statusObject.code !== status.OK) {
+            span.setStatus({
+              code: SpanStatusCode.ERROR,
+              message: scrubSecrets(
+                `${grpcCodeName(statusObject.code)}: ${statusObject.details ?? ''}`,
+              ),
+            });
+          }
+        }
+        span.end();
+        context.with(parent, nextStatus, undefined, statusObject);
+      },
+    };
+    // A unary response reaches the caller with the status; only streamed responses run caller
+    // code per message (an unset listener method passes straight through).
+    if (callOptions.method_definition.responseStream) {
+      listener.onReceiveMessage = (message, nextMessage) =>
+        context.with(parent, nextMessage, undefined, message);
+    }
     return new InterceptingCall(nextCall(callOptions), {
       start: (metadata, _listener, next) => {
         propagator.inject(spanContext, metadata, metadataSetter);
-        next(metadata, {
-          // A unary response reaches the caller with the status; only streamed responses
-          // run caller code per message.
-          onReceiveMessage: callOptions.method_definition.responseStream
-            ? (message, nextMessage) => context.with(parent, () => nextMessage(message))
-            : (message, nextMessage) => nextMessage(message),
-          onReceiveStatus: (statusObject, nextStatus) => {
-            span.setAttribute('rpc.grpc.status_code', statusObject.code);
-            if (statusObject.code !== status.OK) {
-              span.setStatus({
-                code: SpanStatusCode.ERROR,
-                message: scrubSecrets(
-                  `${grpcCodeName(statusObject.code)}: ${statusObject.details ?? ''}`,
-                ),
-              });
-            }
-            span.end();
-            context.with(parent, () => nextStatus(statusObject));
-          },
-        });
+        next(metadata, listener);
       },
     });
   };

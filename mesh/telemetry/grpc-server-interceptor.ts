@@ -37,9 +37,12 @@ export interface ServerInterceptorOptions {
 }
 
 const DEADLINE_SLACK_MS = 100;
+const MAX_CACHED_PEERS = 1024;
 
 interface MethodInfo {
   spanName: string;
+  service: string;
+  method: string;
   attributes: Attributes;
   labels: { grpc_service: string; grpc_method: string; grpc_type: string };
   handledLabels: Map<
@@ -91,6 +94,8 @@ export function createServerInterceptor(options: ServerInterceptorOptions): Serv
       };
       info = {
         spanName: `${service}/${method}`,
+        service,
+        method,
         attributes: { 'rpc.system': 'grpc', 'rpc.service': service, 'rpc.method': method },
         labels,
         handledLabels: new Map(),
@@ -106,6 +111,30 @@ export function createServerInterceptor(options: ServerInterceptorOptions): Serv
       info.handledLabels.set(code, labels);
     }
     return labels;
+  };
+  // A connection's calls share one peer string: parse it once (bounded, as peers come and go).
+  const peers = new Map<string, { address?: string; port?: number }>();
+  const spanAttributes = (info: MethodInfo, peerText: string): Attributes => {
+    let peer = peers.get(peerText);
+    if (!peer) {
+      if (peers.size >= MAX_CACHED_PEERS) peers.clear();
+      peer = parsePeer(peerText);
+      peers.set(peerText, peer);
+    }
+    if (peer.address && peer.port) {
+      return {
+        'rpc.system': 'grpc',
+        'rpc.service': info.service,
+        'rpc.method': info.method,
+        'network.peer.address': peer.address,
+        'network.peer.port': peer.port,
+      };
+    }
+    return {
+      ...info.attributes,
+      ...(peer.address ? { 'network.peer.address': peer.address } : {}),
+      ...(peer.port ? { 'network.peer.port': peer.port } : {}),
+    };
   };
   return (descriptor, call) => {
     const startedAt = performance.now();
@@ -123,12 +152,15 @@ export function createServerInterceptor(options: ServerInterceptorOptions): Serv
         metrics.handlingSeconds.observe(info.labels, (performance.now() - startedAt) / 1000);
       }
       if (!span) return;
-      span.setAttribute('rpc.grpc.status_code', code);
-      if (SERVER_ERROR_CODES.has(code)) {
-        span.setStatus({
-          code: SpanStatusCode.ERROR,
-          message: scrubSecrets(`${grpcCodeName(code)}: ${details ?? ''}`),
-        });
+      // Unsampled spans record nothing: skip the attribute and status work for them.
+      if (span.isRecording()) {
+        span.setAttribute('rpc.grpc.status_code', code);
+        if (SERVER_ERROR_CODES.has(code)) {
+          span.setStatus({
+            code: SpanStatusCode.ERROR,
+            message: scrubSecrets(`${grpcCodeName(code)}: ${details ?? ''}`),
+          });
+        }
       }
       span.end();
     };
@@ -138,29 +170,24 @@ export function createServerInterceptor(options: ServerInterceptorOptions): Serv
         next({
           onReceiveMetadata: (metadata, nextMetadata) => {
             const parent = propagator.extract(ROOT_CONTEXT, metadata, metadataGetter);
-            const peer = parsePeer(call.getPeer());
             span = tracer.startSpan(
               info.spanName,
-              {
-                kind: SpanKind.SERVER,
-                attributes: {
-                  ...info.attributes,
-                  ...(peer.address ? { 'network.peer.address': peer.address } : {}),
-                  ...(peer.port ? { 'network.peer.port': peer.port } : {}),
-                },
-              },
+              { kind: SpanKind.SERVER, attributes: spanAttributes(info, call.getPeer()) },
               parent,
             );
             spanContext = trace.setSpan(parent, span);
-            context.with(spanContext, () => nextMetadata(metadata));
+            context.with(spanContext, nextMetadata, undefined, metadata);
           },
           // Unary and server-streaming handlers start at half-close; only request streams
           // hand messages to already running handler code, which must see the span.
-          onReceiveMessage: descriptor.requestStream
-            ? (message, nextMessage) => context.with(spanContext, () => nextMessage(message))
-            : (message, nextMessage) => nextMessage(message),
+          ...(descriptor.requestStream
+            ? {
+                onReceiveMessage: (message: unknown, nextMessage: (message: unknown) => void) =>
+                  context.with(spanContext, nextMessage, undefined, message),
+              }
+            : {}),
           onReceiveHalfClose: (nextHalfClose) => {
-            context.with(spanContext, () => nextHalfClose());
+            context.with(spanContext, nextHalfClose);
           },
           onCancel: () => {
             // The transport ends cancelled and timed-out calls itself, without sendStatus. A

@@ -4,7 +4,6 @@ describe('group commit', () => {
   it('shares commits between concurrent submissions and answers each with its own results', async () => {
     const batches: number[][] = [];
     const gc = createGroupCommitter<number, string>({
-      windowMs: 2,
       maxBatch: 64,
       commit: async (items) => {
         batches.push(items);
@@ -21,7 +20,6 @@ describe('group commit', () => {
   it('never splits a submission, and one larger than maxBatch commits alone', async () => {
     const batches: number[][] = [];
     const gc = createGroupCommitter<number, number>({
-      windowMs: 1,
       maxBatch: 4,
       commit: async (items) => {
         batches.push(items);
@@ -48,7 +46,6 @@ describe('group commit', () => {
   it('rejects only the batch whose commit failed, then keeps committing', async () => {
     let fail = true;
     const gc = createGroupCommitter<number, number>({
-      windowMs: 1,
       maxBatch: 100,
       commit: async (items) => {
         if (fail) {
@@ -63,10 +60,9 @@ describe('group commit', () => {
     expect(await gc.submit([3])).toEqual([3]);
   });
 
-  it('drain commits what is queued without waiting for the window', async () => {
+  it('drain commits what is queued without waiting for the next turn', async () => {
     const committed: number[] = [];
     const gc = createGroupCommitter<number, number>({
-      windowMs: 2,
       maxBatch: 100,
       commit: async (items) => {
         committed.push(...items);
@@ -77,5 +73,45 @@ describe('group commit', () => {
     await gc.drain();
     expect(committed).toEqual([7]);
     await expect(pending).resolves.toEqual([7]);
+  });
+
+  it('commits a lone submission on the next turn, with no timer', async () => {
+    const realSetTimeout = globalThis.setTimeout;
+    let timers = 0;
+    globalThis.setTimeout = ((...args: Parameters<typeof setTimeout>) => {
+      timers++;
+      return realSetTimeout(...args);
+    }) as typeof setTimeout;
+    try {
+      const gc = createGroupCommitter<number, number>({ maxBatch: 100, commit: async (i) => i });
+      await expect(gc.submit([1])).resolves.toEqual([1]);
+    } finally {
+      globalThis.setTimeout = realSetTimeout;
+    }
+    expect(timers).toBe(0);
+  });
+
+  it('gathers submissions made during a commit into the next one, committed right after', async () => {
+    const batches: number[][] = [];
+    let release: (() => void) | undefined;
+    const gc = createGroupCommitter<number, number>({
+      maxBatch: 100,
+      commit: async (items) => {
+        batches.push(items);
+        if (batches.length === 1) await new Promise<void>((r) => (release = r));
+        return items;
+      },
+    });
+    const first = gc.submit([1]);
+    await new Promise((r) => setImmediate(r));
+    expect(batches).toEqual([[1]]);
+    const rest = [gc.submit([2]), gc.submit([3]), gc.submit([4])];
+    await new Promise((r) => setImmediate(r));
+    // Still one commit in flight: the others wait for it rather than commit alongside.
+    expect(batches).toEqual([[1]]);
+    release?.();
+    await expect(first).resolves.toEqual([1]);
+    await expect(Promise.all(rest)).resolves.toEqual([[2], [3], [4]]);
+    expect(batches).toEqual([[1], [2, 3, 4]]);
   });
 });

@@ -40,3 +40,5 @@ export { recordToLeaf, leafToRecord, DEFAULT_RECORD_LIMITS, type RecordLimits } 
 export { verifyStore, verifyLeaves, type VerifyResult } from './verify.ts';
 export { loadOrCreateSigningKey } from './signing-key.ts';
 export { accessLogEntryToRecord, loadAccessLogService } from './access-log.ts';
+export { exportLog, readExport, type ExportHeader } from './export.ts';
+export { auditMetrics } from './metrics.ts';

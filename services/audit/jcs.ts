@@ -13,42 +13,52 @@ export type JsonValue =
   null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
 
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+// Most strings hold no surrogate at all: this simple scan is much cheaper than the one above.
+const ANY_SURROGATE = /[\uD800-\uDFFF]/;
 
 function serializeString(s: string): string {
-  if (LONE_SURROGATE.test(s)) throw new TypeError('JCS: string contains a lone surrogate');
+  if (ANY_SURROGATE.test(s) && LONE_SURROGATE.test(s))
+    throw new TypeError('JCS: string contains a lone surrogate');
   // Well-formed JSON.stringify escapes exactly what RFC 8785 §3.2.2.2 requires.
   return JSON.stringify(s);
 }
 
-function serialize(value: unknown, out: string[]): void {
-  if (value === null) {
-    out.push('null');
-    return;
+// Member names repeat (the same few fields in every record): keep their serialized form.
+const keyCache = new Map<string, string>();
+const KEY_CACHE_MAX = 4096;
+
+function serializeKey(key: string): string {
+  let out = keyCache.get(key);
+  if (out === undefined) {
+    out = serializeString(key);
+    if (keyCache.size < KEY_CACHE_MAX) keyCache.set(key, out);
   }
+  return out;
+}
+
+// Strings are built by concatenation (V8 ropes), cheaper than collecting parts to join.
+function serialize(value: unknown): string {
+  if (value === null) return 'null';
   switch (typeof value) {
     case 'boolean':
-      out.push(value ? 'true' : 'false');
-      return;
+      return value ? 'true' : 'false';
     case 'number':
       if (!Number.isFinite(value)) throw new TypeError('JCS: numbers must be finite');
-      out.push(JSON.stringify(value));
-      return;
+      return JSON.stringify(value);
     case 'string':
-      out.push(serializeString(value));
-      return;
+      return serializeString(value);
     case 'object':
       break;
     default:
       throw new TypeError(`JCS: cannot serialize a ${typeof value}`);
   }
   if (Array.isArray(value)) {
-    out.push('[');
-    value.forEach((item, i) => {
-      if (i > 0) out.push(',');
-      serialize(item, out);
-    });
-    out.push(']');
-    return;
+    let out = '[';
+    for (let i = 0; i < value.length; i++) {
+      if (i > 0) out += ',';
+      out += serialize(value[i]);
+    }
+    return out + ']';
   }
   const proto = Object.getPrototypeOf(value) as unknown;
   if (proto !== Object.prototype && proto !== null) {
@@ -56,27 +66,24 @@ function serialize(value: unknown, out: string[]): void {
   }
   // Default sort compares UTF-16 code units, as the RFC requires.
   const keys = Object.keys(value).sort();
-  out.push('{');
+  let out = '{';
   let first = true;
   for (const key of keys) {
     const member = (value as Record<string, unknown>)[key];
     if (member === undefined) continue;
-    if (!first) out.push(',');
+    if (!first) out += ',';
     first = false;
-    out.push(serializeString(key), ':');
-    serialize(member, out);
+    out += serializeKey(key) + ':' + serialize(member);
   }
-  out.push('}');
+  return out + '}';
 }
 
 /** Canonical JSON text of a value (members whose value is `undefined` are left out). */
 export function canonicalize(value: unknown): string {
-  const out: string[] = [];
-  serialize(value, out);
-  return out.join('');
+  return serialize(value);
 }
 
 /** Canonical JSON as UTF-8 bytes. */
 export function canonicalBytes(value: unknown): Buffer {
-  return Buffer.from(canonicalize(value), 'utf8');
+  return Buffer.from(serialize(value), 'utf8');
 }

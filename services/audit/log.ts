@@ -2,9 +2,10 @@
  * The audit log engine, independent of gRPC: validation, group commit, checkpoint signing,
  * proofs, queries and verification over an {@link AuditStore}.
  *
- * Group commit: appends queue up; the first one arms a timer of `batchWindowMs` (or the queue
- * reaching `maxBatch` flushes at once); one store transaction then commits the whole batch and
- * only after it is durable are the callers answered. A failed commit answers every caller in
+ * Group commit: an append to an idle log commits on the next turn of the event loop (no timer);
+ * appends that arrive while a commit is in flight gather into the next batch (up to
+ * `maxBatch`), committed as soon as the previous one is durable. One store transaction commits
+ * a whole batch and only after it is durable are the callers answered. A failed commit answers every caller in
  * the batch with `ERR_AUDIT_STORE_UNAVAILABLE` and leaves the in-memory tree untouched.
  *
  * Checkpoints: a new checkpoint is signed only after a consistency proof built from the stored
@@ -74,9 +75,12 @@ export interface AuditLogOptions {
   origin: string;
   /** File that keeps the last signed checkpoint outside the database. Optional but advised. */
   checkpointStatePath?: string;
-  /** Longest wait before a batch commits, in ms (≤ 2). Default 2. */
+  /**
+   * Longest a batch may gather, in ms (0-2). Kept for compatibility: the committer never waits
+   * on a timer (a batch gathers only while the previous commit is in flight), so it is always met.
+   */
   batchWindowMs?: number;
-  /** Records that trigger an immediate commit. Default 1024. */
+  /** Most records in one commit (one submission larger than this still commits alone). Default 1024. */
   maxBatch?: number;
   limits?: RecordLimits;
   /** Verify the whole log before serving. Default true. */
@@ -176,7 +180,6 @@ export async function openAuditLog(options: AuditLogOptions): Promise<AuditLog> 
     signingKey,
     origin,
     checkpointStatePath,
-    batchWindowMs = 2,
     maxBatch = 1024,
     limits = DEFAULT_RECORD_LIMITS,
     verifyOnStart = true,
@@ -184,6 +187,7 @@ export async function openAuditLog(options: AuditLogOptions): Promise<AuditLog> 
     logger,
     onCommit,
   } = options;
+  const batchWindowMs = options.batchWindowMs ?? 0;
   if (!(batchWindowMs >= 0 && batchWindowMs <= 2))
     throw new RangeError('batchWindowMs must be between 0 and 2');
   if (!(Number.isInteger(maxBatch) && maxBatch >= 1))
@@ -332,7 +336,6 @@ export async function openAuditLog(options: AuditLogOptions): Promise<AuditLog> 
     }
   };
   const committer = createGroupCommitter({
-    windowMs: batchWindowMs,
     maxBatch,
     commit: commitBatch,
   });

@@ -31,7 +31,16 @@ export function hashLeaf(data: Uint8Array): Hash {
   return hash('sha256', buf, 'buffer');
 }
 
+// Interior nodes hash 65 bytes: one scratch buffer serves every call (hashing is synchronous).
+const NODE_INPUT = Buffer.alloc(1 + 2 * HASH_SIZE);
+
 export function hashChildren(left: Uint8Array, right: Uint8Array): Hash {
+  if (left.length === HASH_SIZE && right.length === HASH_SIZE) {
+    NODE_INPUT[0] = 0x01;
+    NODE_INPUT.set(left, 1);
+    NODE_INPUT.set(right, 1 + HASH_SIZE);
+    return hash('sha256', NODE_INPUT, 'buffer');
+  }
   const buf = Buffer.allocUnsafe(1 + left.length + right.length);
   buf[0] = 0x01;
   buf.set(left, 1);

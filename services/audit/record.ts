@@ -82,6 +82,7 @@ export interface LeafRecord {
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const ANY_SURROGATE = /[\uD800-\uDFFF]/;
 const ID = /^[A-Za-z0-9._:-]{1,128}$/;
 const DIGEST = /^[a-z0-9-]{1,16}:[0-9a-f]{16,128}$/;
 const TRACE_ID = /^(?!0{32})[0-9a-f]{32}$/;
@@ -104,7 +105,9 @@ function text(
   if (typeof value !== 'string') throw invalid(field, 'must be a string');
   if (value.length > max) throw invalid(field, `is longer than ${max} characters`);
   if (CONTROL.test(value)) throw invalid(field, 'contains control characters');
-  if (LONE_SURROGATE.test(value)) throw invalid(field, 'is not valid Unicode');
+  // The simple scan first: most values hold no surrogate, and the exact test is slower.
+  if (ANY_SURROGATE.test(value) && LONE_SURROGATE.test(value))
+    throw invalid(field, 'is not valid Unicode');
   return value;
 }
 
@@ -120,9 +123,18 @@ function matching(
   return s;
 }
 
+// A plain loop: this runs for every appended record, and entries/filter/fromEntries allocate.
 function compact<T extends object>(obj: T): T | undefined {
-  const out = Object.fromEntries(Object.entries(obj).filter(([, v]) => v !== undefined)) as T;
-  return Object.keys(out).length > 0 ? out : undefined;
+  const out: Record<string, unknown> = {};
+  let any = false;
+  for (const key of Object.keys(obj)) {
+    const v = (obj as Record<string, unknown>)[key];
+    if (v !== undefined) {
+      out[key] = v;
+      any = true;
+    }
+  }
+  return any ? (out as T) : undefined;
 }
 
 export interface ToLeafContext {

@@ -72,9 +72,9 @@ export interface AuditServiceOptions {
   accessLogPeers?: PeerAllowList;
   /** How often a checkpoint is signed while the log grows. Default 1000 ms; 0 disables. */
   checkpointIntervalMs?: number;
-  /** Group-commit window in ms (≤ 2). Default 2. */
+  /** Group-commit window in ms (0-2); see `AuditLogOptions.batchWindowMs` (no timer is used). */
   batchWindowMs?: number;
-  /** Records that force a commit. Default 1024. */
+  /** Most records in one commit. Default 1024. */
   maxBatch?: number;
   /** Most records in one AppendBatch stream. Default 10,000. */
   maxStreamRecords?: number;

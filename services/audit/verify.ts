@@ -3,6 +3,7 @@
  * hash, rebuild the tree and compare it with every signed checkpoint and with the stored tree
  * nodes. Works on a live store, a store opened offline, or an export; names the first bad leaf.
  */
+import { hash as sha } from 'node:crypto';
 import { hashesEqual, hashLeaf, type Hash } from './merkle.ts';
 import { openCheckpoint, type NoteVerifier } from './note.ts';
 import {
@@ -17,6 +18,7 @@ import {
   type Frontier,
 } from './tree-nodes.ts';
 import type { AuditStore, StoredLeaf } from './store/types.ts';
+import { readPackedChunks, type PackedChunk, type PackedLevel } from './verify-reader.ts';
 
 export interface VerifyResult {
   ok: boolean;
@@ -45,9 +47,30 @@ export interface VerifyLeavesOptions {
   onProgress?: (done: number) => void;
 }
 
-/** Verifies leaves streamed in ascending chunks. */
+/** Position of `index` in a packed level at or after `from`, or -1 (`cursor` holds `from`). */
+function seek(level: PackedLevel, index: number, cursor: number[]): number {
+  const idx = level.indexes;
+  let c = cursor[level.level] ?? 0;
+  while (c < idx.length && (idx[c] as number) < index) c++;
+  cursor[level.level] = c;
+  return c < idx.length && idx[c] === index ? c : -1;
+}
+
+/** Whether a packed stored hash equals `h`. */
+function packedEquals(level: PackedLevel, pos: number, h: Uint8Array): boolean {
+  if (level.malformed[pos] === 1) return false;
+  const base = pos * 32;
+  const stored = level.hashes;
+  for (let k = 0; k < 32; k++) if (stored[base + k] !== h[k]) return false;
+  return true;
+}
+
+/**
+ * Verifies leaves streamed in ascending chunks: arrays of stored leaves, or packed chunks
+ * (see `verify-reader.ts`) that carry the stored nodes they complete, compared here.
+ */
 export async function verifyLeaves(
-  chunks: AsyncIterable<StoredLeaf[]>,
+  chunks: AsyncIterable<StoredLeaf[] | PackedChunk>,
   options: VerifyLeavesOptions,
 ): Promise<VerifyResult & { frontier: Frontier }> {
   const cps = [...options.checkpoints].sort((a, b) => a.size - b.size);
@@ -63,34 +86,78 @@ export async function verifyLeaves(
     reason,
     frontier,
   });
-  const grow = async (hashes: Hash[]) => {
-    const step = appendToFrontier(frontier, hashes);
-    frontier = step.frontier;
-    const wrong = options.checkNodes ? await options.checkNodes(step.nodes) : undefined;
-    if (!wrong) return undefined;
+  const wrongNode = (wrong: NodeId) => {
     const width = 2 ** wrong.level;
     return fail(
       wrong.index * width,
       `stored tree node ${wrong.level}:${wrong.index} (leaves ${wrong.index * width}..${(wrong.index + 1) * width - 1}) does not match the leaves`,
     );
   };
+  // The packed chunk being verified: its stored nodes, and a read cursor per level.
+  let packed: PackedChunk | undefined;
+  let cursor: number[] = [];
+  let byLevel: Array<PackedLevel | undefined> = [];
+  const checkPacked = (nodes: readonly TreeNode[]): NodeId | undefined => {
+    for (const n of nodes) {
+      if (n.level === 0) continue;
+      const level = byLevel[n.level];
+      const pos = level ? seek(level, n.index, cursor) : -1;
+      if (pos < 0 || !packedEquals(level as PackedLevel, pos, n.hash)) return n;
+    }
+    return undefined;
+  };
+  const grow = async (hashes: Hash[]) => {
+    const step = appendToFrontier(frontier, hashes);
+    frontier = step.frontier;
+    const wrong = packed
+      ? checkPacked(step.nodes)
+      : options.checkNodes
+        ? await options.checkNodes(step.nodes)
+        : undefined;
+    return wrong ? wrongNode(wrong) : undefined;
+  };
   // Checkpoints of size 0 are trivially consistent; skip them.
   while (cpAt < cps.length && (cps[cpAt] as TrustedCheckpoint).size === 0) cpAt++;
   for await (const chunk of chunks) {
     const hashes: Hash[] = [];
-    for (const leaf of chunk) {
-      if (leaf.index !== next) {
+    const isArray = Array.isArray(chunk);
+    packed = isArray ? undefined : chunk;
+    cursor = [];
+    byLevel = [];
+    if (packed) for (const l of packed.levels) byLevel[l.level] = l;
+    const count = isArray ? chunk.length : chunk.indexes.length;
+    const level0 = packed?.levels[0]?.level === 0 ? packed.levels[0] : undefined;
+    const bytes = packed
+      ? Buffer.from(packed.data.buffer, packed.data.byteOffset, packed.data.byteLength)
+      : undefined;
+    for (let i = 0; i < count; i++) {
+      const index = isArray ? (chunk[i] as StoredLeaf).index : (packed as PackedChunk).indexes[i];
+      if (index !== next) {
         return fail(
           next,
-          leaf.index > next ? `leaf ${next} is missing` : `leaf ${leaf.index} is out of order`,
+          (index as number) > next ? `leaf ${next} is missing` : `leaf ${index} is out of order`,
         );
       }
       if (next >= options.size)
         return fail(next, `leaf ${next} lies beyond the tree size ${options.size}`);
-      const h = hashLeaf(leaf.data);
-      if (leaf.hash !== undefined && !hashesEqual(h, leaf.hash)) {
-        return fail(next, `leaf ${next} does not match its stored hash`);
+      let h: Hash;
+      let matches: boolean;
+      if (isArray) {
+        const leaf = chunk[i] as StoredLeaf;
+        h = hashLeaf(leaf.data);
+        matches = leaf.hash === undefined || hashesEqual(h, leaf.hash);
+      } else {
+        // Packed leaves sit behind their 0x00 prefix: hash in place, no copy.
+        const offsets = (packed as PackedChunk).offsets;
+        h = sha(
+          'sha256',
+          (bytes as Buffer).subarray(offsets[i] as number, offsets[i + 1] as number),
+          'buffer',
+        );
+        const pos = level0 ? seek(level0, next, cursor) : -1;
+        matches = pos < 0 || packedEquals(level0 as PackedLevel, pos, h);
       }
+      if (!matches) return fail(next, `leaf ${next} does not match its stored hash`);
       hashes.push(h);
       next++;
       if (cps[cpAt]?.size === next) {
@@ -126,7 +193,14 @@ export interface VerifyStoreOptions {
   origin: string;
   /** An extra checkpoint note the caller trusts (for example from `--checkpoint FILE`). */
   trustedCheckpoint?: string;
+  /** Leaves per read. Default 10,000 (50,000 on the parallel SQLite reader). */
   chunkSize?: number;
+  /**
+   * Read a SQLite store on a worker thread while this thread hashes (when the store has a file
+   * path). Default: try it for logs of 100,000 leaves or more, and verify on this thread if the
+   * worker cannot start; `true` insists (a reader failure is an error), `false` never uses it.
+   */
+  parallel?: boolean;
   /**
    * Also refuse rows past the recorded size. Default true; a live log passes false because
    * appends may land while it verifies.
@@ -134,6 +208,8 @@ export interface VerifyStoreOptions {
   checkExtraRows?: boolean;
   onProgress?: (done: number, total: number) => void;
 }
+
+const PARALLEL_MIN_LEAVES = 100_000;
 
 async function* readChunks(
   store: AuditStore,
@@ -176,35 +252,61 @@ export async function verifyStore(
       };
     }
   }
-  const result = await verifyLeaves(
-    readChunks(store, size, options.chunkSize ?? 10_000, options.checkExtraRows ?? true),
-    {
-      size,
-      checkpoints,
-      onProgress: (done) => options.onProgress?.(done, size),
-      checkNodes: async (nodes) => {
-        // One range read per level: the nodes a chunk completes are contiguous per level.
-        const byLevel = new Map<number, TreeNode[]>();
-        for (const n of nodes) {
-          if (n.level === 0) continue;
-          let list = byLevel.get(n.level);
-          if (!list) byLevel.set(n.level, (list = []));
-          list.push(n);
-        }
-        for (const [level, list] of byLevel) {
-          const first = (list[0] as TreeNode).index;
-          const stored = await store.readNodeRange(
-            level,
-            first,
-            (list[list.length - 1] as TreeNode).index + 1,
-          );
-          const wrong = list.find((n) => !hashesEqual(stored.get(n.index), n.hash));
-          if (wrong) return wrong;
-        }
-        return undefined;
-      },
+  const extra = options.checkExtraRows ?? true;
+  const leafOptions: VerifyLeavesOptions = {
+    size,
+    checkpoints,
+    onProgress: (done) => options.onProgress?.(done, size),
+  };
+  let result: (VerifyResult & { frontier: Frontier }) | undefined;
+  // Starting a worker costs tens of ms: worth it only for a big log, unless asked for.
+  const parallel =
+    options.parallel === true || (options.parallel === undefined && size >= PARALLEL_MIN_LEAVES);
+  if (store.path && parallel) {
+    let started = false;
+    const packed = readPackedChunks({
+      path: store.path,
+      // Read one past the end, when asked, so extra rows beyond the recorded size are noticed.
+      end: extra ? size + 1 : size,
+      chunkSize: options.chunkSize ?? 50_000,
+    });
+    async function* tracked() {
+      for await (const chunk of packed) {
+        started = true;
+        yield chunk;
+      }
+    }
+    try {
+      result = await verifyLeaves(tracked(), leafOptions);
+    } catch (err) {
+      // A reader that could not start (no worker threads here): verify on this thread.
+      if (started || options.parallel === true) throw err;
+    }
+  }
+  result ??= await verifyLeaves(readChunks(store, size, options.chunkSize ?? 10_000, extra), {
+    ...leafOptions,
+    checkNodes: async (nodes) => {
+      // One range read per level: the nodes a chunk completes are contiguous per level.
+      const byLevel = new Map<number, TreeNode[]>();
+      for (const n of nodes) {
+        if (n.level === 0) continue;
+        let list = byLevel.get(n.level);
+        if (!list) byLevel.set(n.level, (list = []));
+        list.push(n);
+      }
+      for (const [level, list] of byLevel) {
+        const first = (list[0] as TreeNode).index;
+        const stored = await store.readNodeRange(
+          level,
+          first,
+          (list[list.length - 1] as TreeNode).index + 1,
+        );
+        const wrong = list.find((n) => !hashesEqual(stored.get(n.index), n.hash));
+        if (wrong) return wrong;
+      }
+      return undefined;
     },
-  );
+  });
   if (!result.ok) return strip(result);
   // The stored nodes proofs are built from must agree with the leaves too.
   const ids = rangeNodes(0, size);

@@ -55,6 +55,8 @@ export interface LeafQuery {
  */
 export interface AuditStore {
   readonly kind: 'sqlite' | 'postgres';
+  /** The SQLite database file, when there is one (offline verification reads it in parallel). */
+  readonly path?: string;
   /** Committed tree size. */
   size(): Promise<number>;
   /**
