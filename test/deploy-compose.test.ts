@@ -319,7 +319,7 @@ describe('deploy/Dockerfile', () => {
     expect(stages.length).toBeGreaterThanOrEqual(2);
     expect(dockerfile).toMatch(/^ARG NODE_IMAGE=node:24[\w.-]*$/m);
     expect(stages.every((stage) => stage.startsWith('${NODE_IMAGE}'))).toBe(true);
-    expect(dockerfile).toMatch(/npm ci --omit=dev/);
+    expect(dockerfile).toMatch(/npm (ci|install) --omit=dev/);
     expect(dockerfile).not.toMatch(/^COPY \. /m);
   });
 
