@@ -115,8 +115,9 @@ export function readSpanFile(path: string): SpanRecord[] {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw err;
   }
-  return text
-    .split('\n')
-    .filter((line) => line.trim() !== '')
-    .map((line) => JSON.parse(line) as SpanRecord);
+  // Only complete lines: several processes append to the file, and a reader may see the last
+  // line half written.
+  const lines = text.split('\n');
+  lines.pop();
+  return lines.filter((line) => line.trim() !== '').map((line) => JSON.parse(line) as SpanRecord);
 }

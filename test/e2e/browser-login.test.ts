@@ -241,8 +241,20 @@ test('an acme person logs in in Chromium; another process infers on iris; receip
     },
     15_000,
   );
-  const spans = readSpanFile(mesh.traceFile).filter((s) => s.traceId === traceId);
-  const broker = spans.filter((s) => s.service === 'identity').map((s) => s.name);
+  // Each service exports its spans in batches, so the broker's may land in the file a little
+  // after the answer: wait for them rather than read once.
+  const traceSpans = () => readSpanFile(mesh.traceFile).filter((s) => s.traceId === traceId);
+  const brokerSpans = () =>
+    traceSpans()
+      .filter((s) => s.service === 'identity')
+      .map((s) => s.name);
+  await until(
+    "the broker's spans in the trace file",
+    async () => ['POST /device/auth', 'POST /token'].every((n) => brokerSpans().includes(n)),
+    15_000,
+  );
+  const spans = traceSpans();
+  const broker = brokerSpans();
   expect(broker).toEqual(expect.arrayContaining(['POST /device/auth', 'POST /token']));
   // Audit served appends within this trace (inference's record, and the broker's above).
   expect(
