@@ -5,6 +5,7 @@
  */
 export { MeshError, type MeshErrorCode } from './mesh-error.ts';
 export { createMeshServer, type MeshServer, type MeshServerOptions } from './server.ts';
+export { runServiceProcess, type ServiceProcessOptions } from './service-process.ts';
 export {
   createMeshClient,
   createMeshCredentials,

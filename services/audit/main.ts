@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { serviceFiles } from '../../mesh/ca/index.ts';
 import { loadConfig } from '../../mesh/config/index.ts';
-import { createMeshServer } from '../../mesh/kit/index.ts';
+import { runServiceProcess } from '../../mesh/kit/index.ts';
 import { createLogger, createTelemetry } from '../../mesh/telemetry/index.ts';
 import { createAuditService } from './service.ts';
 import { openPostgresStore } from './store/postgres-store.ts';
@@ -72,19 +72,16 @@ try {
     verifyOnStart: !args['no-verify-on-start'],
     registry: telemetry.registry,
   });
-  const server = createMeshServer({
+  const { address } = await runServiceProcess({
+    self,
     tls,
-    allowedPeers: self.allowedPeers,
-    clientCertificate: self.clientCertificate,
-    host: self.host,
-    port: args.port !== undefined ? Number(args.port) : self.port,
+    ...(args.port !== undefined ? { port: Number(args.port) } : {}),
     logger,
-    interceptors: [telemetry.serverInterceptor],
+    telemetry,
+    metricsHost: args['no-metrics'] ? false : config.telemetry.metricsHost,
+    register: (server) => audit.addTo(server),
+    close: () => audit.close(),
   });
-  audit.addTo(server);
-  const { address } = await server.listen();
-  if (!args['no-metrics'])
-    await telemetry.serveMetrics({ port: self.metricsPort, host: config.telemetry.metricsHost });
   logger.info(
     {
       address,
@@ -94,16 +91,6 @@ try {
     },
     'audit service ready',
   );
-
-  const stop = async (signal: string) => {
-    logger.info({ signal }, 'shutting down');
-    await server.shutdown();
-    await audit.close();
-    await telemetry.shutdown();
-    process.exit(0);
-  };
-  process.once('SIGTERM', () => void stop('SIGTERM'));
-  process.once('SIGINT', () => void stop('SIGINT'));
 } catch (err) {
   logger.fatal(
     { err },

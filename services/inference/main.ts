@@ -32,7 +32,7 @@ import { AuditServiceClient } from '../../gen/bulwark/audit/v1/audit.ts';
 import { PolicyServiceClient } from '../../gen/bulwark/policy/v1/policy.ts';
 import { serviceFiles } from '../../mesh/ca/index.ts';
 import { loadConfig } from '../../mesh/config/index.ts';
-import { createMeshClient, createMeshServer } from '../../mesh/kit/index.ts';
+import { createMeshClient, runServiceProcess } from '../../mesh/kit/index.ts';
 import { createLogger, createTelemetry } from '../../mesh/telemetry/index.ts';
 import { generateSignerKey, loadTrustedKey } from './bundle/signing.ts';
 import { buildDemoBundles } from './demo/build.ts';
@@ -208,35 +208,24 @@ try {
     logger,
   );
   if (demoDir) await rm(demoDir, { recursive: true, force: true });
-  const server = createMeshServer({
+  const { address } = await runServiceProcess({
+    self,
     tls,
-    allowedPeers: self.allowedPeers,
-    clientCertificate: self.clientCertificate,
-    host: self.host,
-    port: args.port !== undefined ? Number(args.port) : self.port,
+    ...(args.port !== undefined ? { port: Number(args.port) } : {}),
     logger,
-    interceptors: [telemetry.serverInterceptor],
+    telemetry,
+    metricsHost: args['no-metrics'] ? false : config.telemetry.metricsHost,
+    register: (server) => service.attach(server),
+    close: async () => {
+      await service.close();
+      policyClient.close();
+      auditClient.close();
+    },
   });
-  service.attach(server);
-  const { address } = await server.listen();
-  if (!args['no-metrics'])
-    await telemetry.serveMetrics({ port: self.metricsPort, host: config.telemetry.metricsHost });
   logger.info(
     { address, models: service.registry.list().map((m) => `${m.name}@${m.stable}`) },
     'inference service ready',
   );
-
-  const stop = async (signal: string) => {
-    logger.info({ signal }, 'shutting down');
-    await server.shutdown();
-    await service.close();
-    policyClient.close();
-    auditClient.close();
-    await telemetry.shutdown();
-    process.exit(0);
-  };
-  process.once('SIGTERM', () => void stop('SIGTERM'));
-  process.once('SIGINT', () => void stop('SIGINT'));
 } catch (err) {
   logger.fatal(
     { err },

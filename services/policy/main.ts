@@ -19,7 +19,7 @@ import { createLocalJWKSet, createRemoteJWKSet } from 'jose';
 import { AuditServiceClient } from '../../gen/bulwark/audit/v1/audit.ts';
 import { serviceFiles } from '../../mesh/ca/index.ts';
 import { loadConfig } from '../../mesh/config/index.ts';
-import { createMeshClient, createMeshServer } from '../../mesh/kit/index.ts';
+import { createMeshClient, runServiceProcess } from '../../mesh/kit/index.ts';
 import { createLogger, createTelemetry } from '../../mesh/telemetry/index.ts';
 import { createAuditAuditor } from './audit-auditor.ts';
 import { createFileSource } from './policy-source.ts';
@@ -99,30 +99,19 @@ try {
     watch: config.policy.watch,
     registry: telemetry.registry,
   });
-  const server = createMeshServer({
+  const { address } = await runServiceProcess({
+    self,
     tls,
-    allowedPeers: self.allowedPeers,
-    clientCertificate: self.clientCertificate,
-    host: self.host,
-    port: self.port,
     logger,
-    interceptors: [telemetry.serverInterceptor],
+    telemetry,
+    metricsHost: config.telemetry.metricsHost,
+    register: (server) => policy.addTo(server),
+    close: async () => {
+      await policy.close();
+      auditClient.close();
+    },
   });
-  policy.addTo(server);
-  const { address } = await server.listen();
-  await telemetry.serveMetrics({ port: self.metricsPort, host: config.telemetry.metricsHost });
   logger.info({ address, revision: policy.store.revision }, 'policy service ready');
-
-  const stop = async (signal: string) => {
-    logger.info({ signal }, 'shutting down');
-    await server.shutdown();
-    await policy.close();
-    auditClient.close();
-    await telemetry.shutdown();
-    process.exit(0);
-  };
-  process.once('SIGTERM', () => void stop('SIGTERM'));
-  process.once('SIGINT', () => void stop('SIGINT'));
 } catch (err) {
   logger.fatal(
     { err },
