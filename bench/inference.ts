@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import type { BenchReport } from './run.ts';
+import { processCpuSeconds } from './support/cpu.ts';
 import {
   GRPCInferenceServiceClient,
   GRPCInferenceServiceService,
@@ -36,8 +37,9 @@ import { fromOrt, toOrt } from '../services/inference/runtime/convert.ts';
 import { emptyContents, encodeTyped } from '../services/inference/tensor/codec.ts';
 import { validateInferRequest } from '../services/inference/tensor/validate.ts';
 
-const CONCURRENCY = [1, 16, 64];
+const CONCURRENCY = (process.env.BENCH_CONCURRENCY ?? '1,16,64').split(',').map(Number);
 const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 3000);
+const WARMUP_MS = Number(process.env.BENCH_WARMUP_MS ?? 1000);
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const data = irisDataset();
 const rows = [...data.train.xs, ...data.test.xs];
@@ -49,6 +51,32 @@ interface Result {
   rps: number;
   p50Ms: number;
   p99Ms: number;
+  /** CPU time per request, microseconds, per process taking part (load generator included). */
+  cpuUsPerRequest?: Record<string, number>;
+}
+
+/** Measures CPU used by the load generator and the named server processes over `work`. */
+async function withCpu<T extends Result>(
+  processes: Record<string, number>,
+  work: () => Promise<T>,
+): Promise<T> {
+  const before = Object.fromEntries(
+    Object.entries(processes).map(([name, pid]) => [name, processCpuSeconds(pid)]),
+  );
+  const self = process.cpuUsage();
+  const result = await work();
+  const used = process.cpuUsage(self);
+  const perRequest = (seconds: number) => Math.round((seconds * 1e6) / result.requests);
+  result.cpuUsPerRequest = {
+    'load generator': perRequest((used.user + used.system) / 1e6),
+    ...Object.fromEntries(
+      Object.entries(processes).map(([name, pid]) => [
+        name,
+        perRequest(processCpuSeconds(pid) - before[name]!),
+      ]),
+    ),
+  };
+  return result;
 }
 
 /** The Iris model as the demo builds it (same training), verified like a bundle. */
@@ -134,7 +162,15 @@ async function measure(
   concurrency: number,
   once: (i: number) => Promise<unknown>,
 ): Promise<Result> {
-  for (let i = 0; i < 100; i++) await once(i);
+  // Warm up at some concurrency first, so that every concurrency level is measured against
+  // JIT-compiled code and open connections, as in a service that has been running a while.
+  const warmUntil = performance.now() + WARMUP_MS;
+  let w = 0;
+  await Promise.all(
+    Array.from({ length: 8 }, async () => {
+      while (performance.now() < warmUntil) await once(w++);
+    }),
+  );
   const latencies: number[] = [];
   const start = performance.now();
   let n = 0;
@@ -186,7 +222,9 @@ function startProcess(
   ready: string,
   env: NodeJS.ProcessEnv = {},
 ): Promise<string> {
-  const child = spawn(process.execPath, args, {
+  // e.g. BENCH_CHILD_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof' to profile the servers.
+  const nodeArgs = process.env.BENCH_CHILD_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+  const child = spawn(process.execPath, [...nodeArgs, ...args], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, OTEL_TRACES_EXPORTER: 'none', ...env },
@@ -281,6 +319,8 @@ export async function run(): Promise<BenchReport> {
       { BULWARK_BENCH_ROLE: 'plain-server' },
     );
 
+    const [audit, policy, inference, plain] = children.map((c) => c.pid!);
+    const pids = { audit: audit!, policy: policy!, inference: inference!, plain: plain! };
     const runner = await irisRunner();
     const plainClient = new GRPCInferenceServiceClient(
       plainAddress,
@@ -326,10 +366,16 @@ export async function run(): Promise<BenchReport> {
           ),
         ),
       );
-      results.push(await measure('b plain gRPC', c, (i) => unary(plainClient, request(i), none)));
       results.push(
-        await measure('c guarded', c, (i) =>
-          unary(guardedClient, request(i), tokens[i % tokens.length]!),
+        await withCpu({ 'plain server': pids.plain }, () =>
+          measure('b plain gRPC', c, (i) => unary(plainClient, request(i), none)),
+        ),
+      );
+      results.push(
+        await withCpu({ inference: pids.inference, policy: pids.policy, audit: pids.audit }, () =>
+          measure('c guarded', c, (i) =>
+            unary(guardedClient, request(i), tokens[i % tokens.length]!),
+          ),
         ),
       );
     }
@@ -352,6 +398,15 @@ export async function run(): Promise<BenchReport> {
   for (const r of results) {
     lines.push(
       `${r.mode.padEnd(15)} ${String(r.concurrency).padStart(4)} ${r.rps.toFixed(0).padStart(9)} ${r.p50Ms.toFixed(3).padStart(9)} ${r.p99Ms.toFixed(3).padStart(8)}`,
+    );
+  }
+  lines.push('', 'CPU per request (us), by process');
+  for (const r of results) {
+    if (!r.cpuUsPerRequest) continue;
+    const parts = Object.entries(r.cpuUsPerRequest).map(([name, us]) => `${name} ${us}`);
+    const total = Object.values(r.cpuUsPerRequest).reduce((a, b) => a + b, 0);
+    lines.push(
+      `${r.mode.padEnd(15)} ${String(r.concurrency).padStart(4)}  total ${total}: ${parts.join(', ')}`,
     );
   }
   const ratios = CONCURRENCY.map((c) => {

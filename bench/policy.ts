@@ -5,8 +5,10 @@
  *    organisations: uncached (indexed engine), cached (decision cache, warm), and the plain
  *    Casbin enforcer over the same model and rows (it scans every rule; run for a bounded time).
  * 2. Envoy ext_authz `Check` over mTLS against a policy service in a child process, open loop at
- *    a fixed 1,000 and 5,000 requests/s: p50 / p99 / p99.9 latency measured by the caller.
- *    Identity comes from jwt_authn metadata, as with Envoy's jwt_authn filter in front.
+ *    a fixed 1,000 and 5,000 requests/s: p50 / p99 / p99.9 latency measured by the caller. Identity comes from jwt_authn metadata, as with Envoy's
+ *    jwt_authn filter in front. The caller sends pre-encoded requests over `node:http2` (as
+ *    Envoy, a C++ proxy, pays no JavaScript encoding cost), and the server's and the load
+ *    generator's CPU per Check are reported besides.
  *
  * Knobs: BENCH_SECONDS (seconds per rate, default 5), BENCH_INPROC_MS (per measurement,
  * default 1000).
@@ -14,15 +16,10 @@
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { Client, Server, ServerCredentials, type ServiceError } from '@grpc/grpc-js';
+import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { createTestPki } from '../mesh/ca/testing.ts';
-import {
-  createMeshClient,
-  createMeshServer,
-  type GrpcClientConstructor,
-  type TlsFiles,
-} from '../mesh/kit/index.ts';
+import { createMeshServer, type TlsFiles } from '../mesh/kit/index.ts';
 import {
   compilePolicy,
   createPolicyEngine,
@@ -36,6 +33,8 @@ import {
 import { jsonToStruct, loadEnvoyAuthorization } from '../services/policy/envoy-protos.ts';
 import type { CheckResponse } from '../services/policy/ext-authz.ts';
 import type { BenchReport } from './run.ts';
+import { ownCpuSeconds, processCpuSeconds } from './support/cpu.ts';
+import { connectRawGrpc, grpcFrame, type RawGrpcCaller } from './support/raw-grpc.ts';
 
 const ORGS = 1000;
 const SIZES = [100, 10_000, 100_000];
@@ -159,93 +158,77 @@ async function inProcess(ms: number) {
 
 const CHECK_PATH = '/envoy.service.auth.v3.Authorization/Check';
 
-/** Closed loop: `inFlight` calls outstanding at all times, for the server's capacity. */
-async function closedLoop(client: Client, inFlight: number, seconds: number): Promise<number> {
+/** Encoded Check requests as Envoy would send them: jwt_authn identity, the gateway peer. */
+function checkFrames(count: number): Buffer[] {
   const method = loadEnvoyAuthorization().service.Check!;
   const exp = Math.floor(Date.now() / 1000) + 3600;
-  const body = method.requestSerialize({
-    attributes: {
-      request: {
-        http: {
-          path: '/inference.GRPCInferenceService/ModelInfer',
-          headers: { 'x-bulwark-model': 'iris' },
-        },
-      },
-      metadataContext: {
-        filterMetadata: {
-          'envoy.filters.http.jwt_authn': jsonToStruct({
-            jwt_payload: {
-              sub: 'acme/bob',
-              org: 'acme',
-              iss: ISSUER,
-              aud: 'urn:bulwark:inference',
-              exp,
+  return Array.from({ length: count }, (_, i) =>
+    grpcFrame(
+      method.requestSerialize({
+        attributes: {
+          source: {
+            address: { socketAddress: { address: '10.1.0.1' } },
+            principal: 'spiffe://bulwark.local/svc/gateway',
+          },
+          request: {
+            http: {
+              method: 'POST',
+              path: '/inference.GRPCInferenceService/ModelInfer',
+              headers: { 'x-bulwark-model': 'iris' },
             },
-          }),
+          },
+          metadataContext: {
+            filterMetadata: {
+              'envoy.filters.http.jwt_authn': jsonToStruct({
+                jwt_payload: {
+                  sub: `acme/user${i}`,
+                  org: 'acme',
+                  roles: ['analyst'],
+                  iss: ISSUER,
+                  aud: 'urn:bulwark:inference',
+                  exp,
+                },
+              }),
+            },
+          },
         },
-      },
-    },
-  }) as Buffer;
+      }) as Buffer,
+    ),
+  );
+}
+
+/** Closed loop: `inFlight` calls outstanding at all times, for the server's capacity. */
+async function closedLoop(caller: RawGrpcCaller, inFlight: number, seconds: number) {
+  const frames = checkFrames(64);
   const end = performance.now() + seconds * 1000;
   let done = 0;
   await Promise.all(
     Array.from({ length: inFlight }, async () => {
       while (performance.now() < end) {
         await new Promise<void>((resolve) =>
-          client.makeUnaryRequest(
-            CHECK_PATH,
-            (b: Buffer) => b,
-            (b: Buffer) => b,
-            body,
-            () => resolve(),
-          ),
+          caller.call(CHECK_PATH, frames[done % frames.length]!, () => resolve()),
         );
         done += 1;
       }
     }),
   );
-  return Math.round(done / seconds);
+  return { perSecond: Math.round(done / seconds), requests: done };
 }
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 }
 
-async function openLoop(client: Client, perSecond: number, seconds: number) {
-  // Requests are encoded once up front, as a C++ gateway would not pay protobufjs's encoding
-  // cost; responses are decoded so every status is checked.
-  const method = loadEnvoyAuthorization().service.Check!;
-  const decode = method.responseDeserialize as (b: Buffer) => CheckResponse;
-  const exp = Math.floor(Date.now() / 1000) + 3600;
-  const reqs: Buffer[] = Array.from({ length: 64 }, (_, i) => ({
-    attributes: {
-      source: {
-        address: { socketAddress: { address: '10.1.0.1' } },
-        principal: 'spiffe://bulwark.local/svc/gateway',
-      },
-      request: {
-        http: {
-          method: 'POST',
-          path: '/inference.GRPCInferenceService/ModelInfer',
-          headers: { 'x-bulwark-model': 'iris' },
-        },
-      },
-      metadataContext: {
-        filterMetadata: {
-          'envoy.filters.http.jwt_authn': jsonToStruct({
-            jwt_payload: {
-              sub: `acme/user${i}`,
-              org: 'acme',
-              roles: ['analyst'],
-              iss: ISSUER,
-              aud: 'urn:bulwark:inference',
-              exp,
-            },
-          }),
-        },
-      },
-    },
-  })).map((r) => method.requestSerialize(r) as Buffer);
+/**
+ * Open loop at a fixed rate: requests leave on a 1 ms schedule whatever the answers do, so
+ * queueing in the server shows in the latency. Latency runs from the moment a request is
+ * written. Every answer is decoded and its status checked.
+ */
+async function openLoop(caller: RawGrpcCaller, perSecond: number, seconds: number) {
+  const decode = loadEnvoyAuthorization().service.Check!.responseDeserialize as (
+    b: Buffer,
+  ) => CheckResponse;
+  const frames = checkFrames(64);
   const latencies: number[] = [];
   let sent = 0;
   let failed = 0;
@@ -257,21 +240,14 @@ async function openLoop(client: Client, perSecond: number, seconds: number) {
     const tick = () => {
       const due = Math.min(total, Math.floor(((performance.now() - start) / 1000) * perSecond));
       while (sent < due) {
-        const t = performance.now();
-        const identity = (b: Buffer) => b;
-        client.makeUnaryRequest(
-          CHECK_PATH,
-          identity,
-          decode,
-          reqs[sent % reqs.length]!,
-          (err: ServiceError | null, res?: CheckResponse) => {
-            if (err || !res) failed += 1;
-            else if (res.status.code !== 0) notOk += 1;
-            latencies.push(performance.now() - t);
-            done += 1;
-            if (done === total) resolve();
-          },
-        );
+        const sentAt = performance.now();
+        caller.call(CHECK_PATH, frames[sent % frames.length]!, (status, body) => {
+          if (status !== 0) failed += 1;
+          else if (decode(body).status.code !== 0) notOk += 1;
+          latencies.push(performance.now() - sentAt);
+          done += 1;
+          if (done === total) resolve();
+        });
         sent += 1;
       }
       if (sent < total) setTimeout(tick, 0);
@@ -356,28 +332,36 @@ async function extAuthz(seconds: number, mode: 'kit' | 'native') {
       });
       child.once('exit', (code) => reject(new Error(`policy server exited with ${code}`)));
     });
-    const client = createMeshClient(Client as GrpcClientConstructor<Client>, {
-      address: `127.0.0.1:${port}`,
-      tls: pki.services.gateway!,
-      expectedServer: pki.services.policy!.spiffeId,
-      logger: quiet,
-    });
-    await openLoop(client, 500, 2); // warm up: connection, JIT, decision cache
-    const capacity = await closedLoop(client, 64, 3);
-    process.stderr.write(`  ext_authz (${mode}) capacity, 64 in flight: ${capacity}/s\n`);
+    const caller = await connectRawGrpc(
+      `127.0.0.1:${port}`,
+      pki.services.gateway!,
+      pki.services.policy!.spiffeId,
+    );
+    await openLoop(caller, 500, 2); // warm up: connection, JIT, decision cache
+    const serverCpu0 = processCpuSeconds(child.pid!);
+    const ownCpu0 = ownCpuSeconds();
+    const capacity = await closedLoop(caller, 64, 3);
+    const cpuUs = (seconds: number) => Math.round((seconds * 1e6) / capacity.requests);
+    const serverUsPerCheck = cpuUs(processCpuSeconds(child.pid!) - serverCpu0);
+    const loadUsPerCheck = cpuUs(ownCpuSeconds() - ownCpu0);
+    process.stderr.write(
+      `  ext_authz (${mode}) capacity, 64 in flight: ${capacity.perSecond}/s; CPU per Check: server ${serverUsPerCheck} µs, load generator ${loadUsPerCheck} µs\n`,
+    );
     const results = [];
     for (const perSecond of [1000, 5000]) {
-      const r = await openLoop(client, perSecond, seconds);
+      const r = await openLoop(caller, perSecond, seconds);
       process.stderr.write(
         `  ext_authz (${mode}) ${perSecond}/s: p50 ${r.p50us} µs, p99 ${r.p99us} µs, p99.9 ${r.p999us} µs\n`,
       );
       results.push({
         server: mode === 'kit' ? 'mesh kit (createMeshServer)' : 'grpc-js native mTLS',
-        capacityPerSecond: capacity,
+        capacityPerSecond: capacity.perSecond,
+        serverUsPerCheck,
+        loadUsPerCheck,
         ...r,
       });
     }
-    client.close();
+    caller.close();
     return results;
   } finally {
     child.kill('SIGTERM');
@@ -404,11 +388,12 @@ export async function run(): Promise<BenchReport> {
     ),
     '',
     'ext_authz Check over mTLS, open loop (jwt_authn metadata identity, cached decisions)',
-    'server                       capacity/s  target/s  achieved/s   p50 µs   p99 µs   p99.9 µs   max µs   errors',
+    'server                       capacity/s  srv µs/Check  target/s  achieved/s   p50 µs   p99 µs   p99.9 µs   max µs   errors',
     ...check.map((r) =>
       [
         r.server.padEnd(28),
         String(r.capacityPerSecond).padStart(10),
+        String(r.serverUsPerCheck).padStart(13),
         String(r.targetPerSecond).padEnd(9),
         String(r.achievedPerSecond).padStart(10),
         String(r.p50us).padStart(8),

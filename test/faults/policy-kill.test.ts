@@ -20,7 +20,10 @@ import {
 import { createLoadTokens, type LoadTokens } from './support/test-tokens.ts';
 
 const OK = grpc.status.OK;
-/** Inference reuses a policy decision this long (`policyCacheTtlMs` default). */
+/**
+ * Inference polls the policy revision every 500 ms and drops its decision cache when the poll
+ * fails, so cached allows stop within about this long after policy dies.
+ */
 const DECISION_CACHE_MS = 1000;
 /** Slack between the test's clock and the inference process's clock. */
 const CLOCK_SLACK_MS = 100;

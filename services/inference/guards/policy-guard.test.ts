@@ -58,7 +58,7 @@ test('asks with subject, org, object, action and attributes; caches allows under
     roles: ['analyst'],
     attributes: { riskTier: 3, certificateBound: true, batchSize: 2, scopes: ['model:infer'] },
   });
-  t += 2000; // expired entry: asks again and learns a new revision
+  t += 6000; // expired entry: asks again and learns a new revision
   revision = 'r2';
   expect((await guard.check(q)).revision).toBe('r2');
   expect(fake.calls).toHaveLength(2);
@@ -104,4 +104,43 @@ test('an unreachable policy service fails closed with UNAVAILABLE', async () => 
     expect(errorCode(err)).toBe('ERR_INFERENCE_POLICY_UNAVAILABLE');
     expect((err as Error).message).toBe('policy service unavailable');
   }
+});
+
+test('a revision seen by the poll drops cached decisions at once', async () => {
+  let revision = 'r1';
+  const fake = fakePolicy(() => ({
+    effect: Effect.EFFECT_ALLOW,
+    matchedRule: 'p:1',
+    revision,
+    reason: 'ok',
+  }));
+  let serving = 'r1';
+  let reachable = true;
+  const client = {
+    ...fake.client,
+    getRevision: async () => {
+      if (!reachable) throw new Error('connection refused');
+      return serving;
+    },
+  };
+  const guard = createPolicyGuard({ client, revisionPollMs: 0 });
+  const q = { caller, object: 'model:iris@1', action: 'infer', riskTier: 'low' as const };
+  await guard.check(q);
+  await guard.refreshRevision();
+  await guard.check(q);
+  expect(fake.calls).toHaveLength(1);
+  // A reload elsewhere: the next check asks again instead of reusing the old answer.
+  serving = 'r2';
+  revision = 'r2';
+  await guard.refreshRevision();
+  expect((await guard.check(q)).revision).toBe('r2');
+  expect(fake.calls).toHaveLength(2);
+  // Policy unreachable: the cache is dropped, so the next check must ask (and fail closed).
+  reachable = false;
+  await expect(guard.refreshRevision()).rejects.toThrow('connection refused');
+  client.decide = async () => {
+    throw new Error('connection refused');
+  };
+  await expect(guard.check(q)).rejects.toMatchObject({ code: 'ERR_INFERENCE_POLICY_UNAVAILABLE' });
+  guard.stop();
 });

@@ -3,7 +3,11 @@
  * injected {@link PolicyClient}) whether the caller may act on `model:<name>@<version>`, with
  * the ABAC attributes the policy reads. Decisions are cached briefly; every cached entry
  * carries the revision it was made under and the whole cache is dropped the moment any answer
- * shows a new revision, so a policy change takes effect at once. Fails closed: an unreachable
+ * shows a new revision, so a policy change takes effect at once. When the client can ask for
+ * the serving revision, the guard also polls it (every `revisionPollMs`), so a reload is seen
+ * within that interval even while every decision comes from the cache; a failed poll drops
+ * the cache, so an unreachable policy service stops cached allows within that interval too.
+ * Fails closed: an unreachable
  * policy service is UNAVAILABLE, an unspecified effect is a deny.
  */
 import {
@@ -19,12 +23,19 @@ import type { Caller } from './token-guard.ts';
 /** The part of the generated `PolicyServiceClient` the guard needs (promisified). */
 export interface PolicyClient {
   decide(request: DecideRequest): Promise<DecideResponse>;
+  /** `GetRevision`: the revision serving now. Optional; enables the revision poll. */
+  getRevision?(): Promise<string>;
 }
 
 export interface PolicyGuardOptions {
   client: PolicyClient;
-  /** How long an allow/deny may be reused under the same revision. Default 1000 ms. */
+  /**
+   * How long an allow/deny may be reused under the same revision. It also bounds how late a
+   * time-window condition can take effect. Default 5000 ms.
+   */
   cacheTtlMs?: number;
+  /** How often the serving revision is asked for (when the client can). Default 500 ms; 0 off. */
+  revisionPollMs?: number;
   /** Most cached decisions. Default 10000. */
   maxEntries?: number;
   now?: () => number;
@@ -49,6 +60,10 @@ export interface PolicyVerdict {
 export interface PolicyGuard {
   /** Resolves with the allow verdict or throws PERMISSION_DENIED / UNAVAILABLE. */
   check(question: PolicyQuestion): Promise<PolicyVerdict>;
+  /** Asks the policy service for its revision now; drops the cache if it changed. */
+  refreshRevision(): Promise<void>;
+  /** Stops the revision poll. */
+  stop(): void;
 }
 
 const TIERS: Record<ManifestRiskTier, RiskTier> = {
@@ -65,18 +80,40 @@ const TIERS: Record<ManifestRiskTier, RiskTier> = {
  * ```
  */
 export function createPolicyGuard(options: PolicyGuardOptions): PolicyGuard {
-  const { client, cacheTtlMs = 1000, maxEntries = 10_000, now = Date.now } = options;
+  const { client, cacheTtlMs = 5000, maxEntries = 10_000, now = Date.now } = options;
   const cache = new Map<string, { at: number; response: DecideResponse }>();
   let revision = '';
 
-  const observe = (response: DecideResponse) => {
+  const observe = (response: { revision: string }) => {
     if (response.revision !== revision) {
       cache.clear();
       revision = response.revision;
     }
   };
+  const refreshRevision = async () => {
+    if (!client.getRevision) return;
+    let current: string;
+    try {
+      current = await client.getRevision();
+    } catch (err) {
+      // Fail closed: while the policy service cannot be reached, no cached decision is used.
+      cache.clear();
+      throw err;
+    }
+    if (current) observe({ revision: current });
+  };
+  const pollMs = options.revisionPollMs ?? 500;
+  const poll =
+    client.getRevision && pollMs > 0
+      ? setInterval(() => {
+          refreshRevision().catch(() => {});
+        }, pollMs)
+      : undefined;
+  poll?.unref();
 
   return {
+    refreshRevision,
+    stop: () => clearInterval(poll),
     async check(q) {
       const request: DecideRequest = {
         subject: q.caller.subject,

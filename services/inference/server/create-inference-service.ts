@@ -56,7 +56,7 @@ export interface InferenceServiceOptions {
   deadlineMs?: number;
   /** Refuse callers without a client certificate. Default false (TLS + token suffices). */
   requireClientCertificate?: boolean;
-  /** Policy decision cache lifetime. Default 1000 ms. */
+  /** Policy decision cache lifetime (the serving revision is polled besides). Default 5000 ms. */
   policyCacheTtlMs?: number;
   /** Audit acknowledgement timeout. Default 5000 ms. */
   auditTimeoutMs?: number;
@@ -135,7 +135,7 @@ export function createInferenceService(options: InferenceServiceOptions): Infere
     tokens: createTokenGuard(options.tokens),
     policy: createPolicyGuard({
       client: options.policy,
-      cacheTtlMs: options.policyCacheTtlMs ?? 1000,
+      cacheTtlMs: options.policyCacheTtlMs ?? 5000,
       now,
     }),
     quota: createQuotaGuard({ ...(options.quotas ? { tiers: options.quotas } : {}), now }),
@@ -238,6 +238,7 @@ export function createInferenceService(options: InferenceServiceOptions): Infere
       server.addService(ModelServiceService, modelAdmin as unknown as UntypedServiceImplementation);
     },
     async close() {
+      deps.policy.stop();
       await withheld.close();
       await registry.close();
     },

@@ -6,6 +6,11 @@ import { Metadata } from '@grpc/grpc-js';
 import type { AuditServiceClient } from '../../../gen/bulwark/audit/v1/audit.ts';
 import type { PolicyServiceClient } from '../../../gen/bulwark/policy/v1/policy.ts';
 import type { AuditClient } from '../guards/audit-guard.ts';
+import {
+  createAuditPipeline,
+  type AuditPipelineOptions,
+  type BatchingAuditTransport,
+} from './audit-pipeline.ts';
 import type { PolicyClient } from '../guards/policy-guard.ts';
 
 /**
@@ -24,10 +29,39 @@ export function promisePolicyClient(client: PolicyServiceClient, deadlineMs = 10
           (err, res) => (err ? reject(err) : resolve(res)),
         );
       }),
+    getRevision: () =>
+      new Promise((resolve, reject) => {
+        client.getRevision(
+          {},
+          { deadline: Date.now() + deadlineMs } as Partial<Metadata> as never,
+          (err, res) => (err ? reject(err) : resolve(res.revision)),
+        );
+      }),
   };
 }
 
-export function promiseAuditClient(client: AuditServiceClient, deadlineMs = 5000): AuditClient {
+/**
+ * The audit client of the inference service: `Append` and `AppendBatch` with a deadline on
+ * every call, behind {@link createAuditPipeline} so concurrent answers share round trips.
+ *
+ * @example
+ * ```ts
+ * const audit = promiseAuditClient(createMeshClient(AuditServiceClient, { ... }));
+ * ```
+ */
+export function promiseAuditClient(
+  client: AuditServiceClient,
+  deadlineMs = 5000,
+  pipeline: AuditPipelineOptions = {},
+): AuditClient {
+  return createAuditPipeline(auditTransport(client, deadlineMs), pipeline);
+}
+
+/** `Append` and `AppendBatch` as promises, each with a deadline. */
+export function auditTransport(
+  client: AuditServiceClient,
+  deadlineMs = 5000,
+): BatchingAuditTransport {
   return {
     append: (record) =>
       new Promise((resolve, reject) => {
@@ -41,6 +75,18 @@ export function promiseAuditClient(client: AuditServiceClient, deadlineMs = 5000
             else resolve(res.receipt);
           },
         );
+      }),
+    appendBatch: (records) =>
+      new Promise((resolve, reject) => {
+        const stream = client.appendBatch(
+          new Metadata(),
+          { deadline: Date.now() + deadlineMs },
+          (err, res) => (err ? reject(err) : resolve(res.receipts)),
+        );
+        // A stream that breaks mid-way ends in the callback with its status.
+        stream.on('error', () => {});
+        for (const record of records) stream.write({ record });
+        stream.end();
       }),
   };
 }
