@@ -2,8 +2,9 @@
  * Audit benchmarks (`npm run bench -- audit`):
  * - durable appends/s and acknowledgement latency (p50/p99) with 1, 16 and 256 concurrent
  *   appenders over mTLS, against the service running as its own process, SQLite and PostgreSQL
- *   (PostgreSQL with fsync and synchronous_commit on); plus AppendBatch streams of 256, and the
- *   same commit path in-process without gRPC. The appenders are spread over several client
+ *   (PostgreSQL with fsync and synchronous_commit on): unary Append (one record per call) and
+ *   AppendBatch (each appender streams `AUDIT_BENCH_BATCH` records, default 100, and waits for
+ *   the stream's acknowledgement); and the same commit path in-process without gRPC. The appenders are spread over several client
  *   processes (each with its own connection) so one client's CPU is not what is measured;
  * - inclusion and consistency proof time from the stored node table at 10^4, 10^6 and 10^7
  *   leaves (10^7 when `AUDIT_BENCH_HUGE=1`, it takes minutes to build);
@@ -11,8 +12,9 @@
  *
  * Knobs (environment): `AUDIT_BENCH_SECONDS` (per load step, default 4), `AUDIT_BENCH_CLIENTS`
  * (client processes, default 2), `AUDIT_BENCH_APPENDERS` (default `1,16,256`),
- * `AUDIT_BENCH_PARTS` (`sqlite,postgres,proofs,verify`), `AUDIT_BENCH_NO_BATCH=1`,
- * `AUDIT_BENCH_VERIFY_LEAVES` (default 200,000), `AUDIT_BENCH_HUGE=1`, and
+ * `AUDIT_BENCH_PARTS` (`sqlite,postgres,proofs,verify`), `AUDIT_BENCH_BATCH`, `AUDIT_BENCH_NO_BATCH=1`,
+ * `AUDIT_BENCH_VERIFY_LEAVES` (default 500,000), `AUDIT_BENCH_HUGE=1`, and
+ * `AUDIT_BENCH_SERVICE_ARGS` (extra flags of the audit service, e.g. `--writer-thread`),
  * `AUDIT_BENCH_NODE_ARGS` (extra Node flags for the service and client processes, e.g.
  * `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile both sides).
  */
@@ -272,6 +274,9 @@ async function runClients(
   };
 }
 
+/** Records per AppendBatch stream (`AUDIT_BENCH_BATCH`, default 100). */
+const BATCH = Math.max(1, Number(process.env.AUDIT_BENCH_BATCH ?? 100));
+
 /** Client processes for the mTLS load (`AUDIT_BENCH_CLIENTS`, default 2). */
 const CLIENTS = Math.max(1, Number(process.env.AUDIT_BENCH_CLIENTS ?? 2));
 
@@ -280,6 +285,7 @@ async function appendLoad(backend: string, storeArgs: string[]): Promise<AppendR
   const dir = mkdtempSync(join(tmpdir(), 'audit-bench-'));
   const { child, address } = await startService([
     ...storeArgs,
+    ...(process.env.AUDIT_BENCH_SERVICE_ARGS ?? '').split(' ').filter(Boolean),
     '--certs',
     pki.dir,
     '--port',
@@ -315,25 +321,26 @@ async function appendLoad(backend: string, storeArgs: string[]): Promise<AppendR
       clientCpuUsPerRecord: perRecord(o.cpuUs),
     };
   };
+  // Unary Append (one record per call), then AppendBatch (each appender streams BATCH records
+  // and waits for the stream's acknowledgement), at every appender count.
+  const steps = [
+    { batch: 0, label: `${backend} Append (1 record/call)` },
+    ...(process.env.AUDIT_BENCH_NO_BATCH === '1'
+      ? []
+      : [{ batch: BATCH, label: `${backend} AppendBatch (${BATCH} records/stream)` }]),
+  ];
   try {
-    for (const appenders of APPENDERS) {
-      const clients = Math.min(CLIENTS, appenders);
-      const cpu0 = processCpuUs(child.pid);
-      const o = await runClients({ ...base, batch: 0 }, appenders, clients);
-      results.push(summarise(backend, appenders, clients, o, processCpuUs(child.pid) - cpu0));
-      process.stderr.write(
-        `  ${backend} ${appenders} appenders (${clients} client processes): ${results.at(-1)!.perSecond}/s p50 ${results.at(-1)!.p50Ms} ms p99 ${results.at(-1)!.p99Ms} ms\n`,
-      );
-    }
-    // AppendBatch: 16 concurrent streams of 256 records each, as batching appenders send them.
-    if (process.env.AUDIT_BENCH_NO_BATCH !== '1') {
-      const clients = Math.min(CLIENTS, 16);
-      const cpu0 = processCpuUs(child.pid);
-      const o = await runClients({ ...base, batch: 256 }, 16, clients);
-      results.push(
-        summarise(`${backend} (AppendBatch x256)`, 16, clients, o, processCpuUs(child.pid) - cpu0),
-      );
-      process.stderr.write(`  ${backend} AppendBatch: ${results.at(-1)!.perSecond}/s\n`);
+    for (const { batch, label } of steps) {
+      for (const appenders of APPENDERS) {
+        const clients = Math.min(CLIENTS, appenders);
+        const cpu0 = processCpuUs(child.pid);
+        const o = await runClients({ ...base, batch }, appenders, clients);
+        results.push(summarise(label, appenders, clients, o, processCpuUs(child.pid) - cpu0));
+        const r = results.at(-1)!;
+        process.stderr.write(
+          `  ${label}, ${appenders} appenders (${clients} client processes): ${r.perSecond} records/s p50 ${r.p50Ms} ms p99 ${r.p99Ms} ms\n`,
+        );
+      }
     }
   } finally {
     child.kill('SIGTERM');
@@ -378,7 +385,7 @@ async function engineLoad(backend: string, store: AuditStore): Promise<AppendRes
       const seconds = (performance.now() - started) / 1000;
       latencies.sort((x, y) => x - y);
       results.push({
-        backend: `${backend} (in-process)`,
+        backend: `${backend} log.append in-process (no gRPC)`,
         appenders,
         records: latencies.length,
         seconds: Number(seconds.toFixed(2)),
@@ -487,12 +494,20 @@ async function proofTimes(n: number): Promise<ProofResult> {
   }
 }
 
-async function verifySpeed(n: number): Promise<{
+interface VerifySpeed {
   leaves: number;
+  /** This thread and one worker (the default for big logs on two cores). */
   seconds: number;
   leavesPerSecond: number;
+  cpuUsPerLeaf: number;
+  /** The same chunked verifier on this thread alone. */
+  oneThreadLeavesPerSecond: number;
+  oneThreadCpuUsPerLeaf: number;
+  /** The careful leaf-by-leaf verifier (`parallel: false`, also the fallback for bad chunks). */
   serialLeavesPerSecond: number;
-}> {
+}
+
+async function verifySpeed(n: number): Promise<VerifySpeed> {
   const dir = mkdtempSync(join(tmpdir(), 'audit-verify-'));
   try {
     const store = openSqliteStore({ path: join(dir, 'v.db') });
@@ -521,27 +536,39 @@ async function verifySpeed(n: number): Promise<{
     }
     await log.checkpoint();
     const verifier = parseVerifierKey(log.verifierKey);
-    // Both ways: a worker-thread reader beside this thread's hashing, and this thread alone
-    // (the worker only pays off when the second core is free).
-    const timed = async (parallel: boolean) => {
-      const t0 = performance.now();
-      const result = await verifyStore(store, {
-        verifier,
-        origin: 'bulwark.local/audit',
-        parallel,
-      });
-      const seconds = (performance.now() - t0) / 1000;
-      if (!result.ok) throw new Error(`verify failed: ${result.reason}`);
-      return seconds;
+    // Three ways: chunks hashed on this thread and a worker (the worker only pays off when the
+    // second core is free), on this thread alone, and the careful leaf-by-leaf verifier. Best of
+    // a few runs each; CPU time counts every thread of this process.
+    const timed = async (parallel: boolean, workers?: number) => {
+      let best = { seconds: Infinity, cpuUs: 0 };
+      for (let run = 0; run < 3; run++) {
+        const c0 = process.cpuUsage();
+        const t0 = performance.now();
+        const result = await verifyStore(store, {
+          verifier,
+          origin: 'bulwark.local/audit',
+          parallel,
+          ...(workers !== undefined ? { workers } : {}),
+        });
+        const seconds = (performance.now() - t0) / 1000;
+        const c = process.cpuUsage(c0);
+        if (!result.ok) throw new Error(`verify failed: ${result.reason}`);
+        if (seconds < best.seconds) best = { seconds, cpuUs: c.user + c.system };
+      }
+      return best;
     };
-    const seconds = await timed(true);
-    const serialSeconds = await timed(false);
+    const both = await timed(true);
+    const one = await timed(true, 0);
+    const serial = await timed(false);
     await log.close();
     return {
       leaves: n,
-      seconds: Number(seconds.toFixed(2)),
-      leavesPerSecond: Math.round(n / seconds),
-      serialLeavesPerSecond: Math.round(n / serialSeconds),
+      seconds: Number(both.seconds.toFixed(2)),
+      leavesPerSecond: Math.round(n / both.seconds),
+      cpuUsPerLeaf: Number((both.cpuUs / n).toFixed(2)),
+      oneThreadLeavesPerSecond: Math.round(n / one.seconds),
+      oneThreadCpuUsPerLeaf: Number((one.cpuUs / n).toFixed(2)),
+      serialLeavesPerSecond: Math.round(n / serial.seconds),
     };
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -585,16 +612,18 @@ export async function run(): Promise<BenchReport> {
     proofs.push(await proofTimes(n));
   }
   const verify = PARTS.has('verify')
-    ? await verifySpeed(Number(process.env.AUDIT_BENCH_VERIFY_LEAVES ?? 200_000))
-    : { leaves: 0, seconds: 0, leavesPerSecond: 0, serialLeavesPerSecond: 0 };
+    ? await verifySpeed(Number(process.env.AUDIT_BENCH_VERIFY_LEAVES ?? 500_000))
+    : undefined;
   const text = [
     `durable appends: over mTLS (service in its own process; appenders spread over up to ${CLIENTS}`,
     'client processes, one connection each), and the',
     'in-process commit path without gRPC; load average at start: ' + loadAtStart.toFixed(1),
-    'backend                      appenders  records/s  p50 ms  p99 ms  errors  cpu µs/rec server/clients',
+    'latency: per call for Append, per stream acknowledgement for AppendBatch; every',
+    'acknowledgement is durable (SQLite synchronous=FULL, PostgreSQL fsync + synchronous_commit).',
+    'backend and call                                appenders  records/s  p50 ms  p99 ms  errors  cpu µs/rec server/clients',
     ...appends.map(
       (r) =>
-        `${r.backend.padEnd(28)} ${String(r.appenders).padStart(9)}  ${String(r.perSecond).padStart(9)}  ${r.p50Ms.toFixed(2).padStart(6)}  ${r.p99Ms.toFixed(2).padStart(6)}  ${String(r.errors).padStart(6)}` +
+        `${r.backend.padEnd(47)} ${String(r.appenders).padStart(9)}  ${String(r.perSecond).padStart(9)}  ${r.p50Ms.toFixed(2).padStart(6)}  ${r.p99Ms.toFixed(2).padStart(6)}  ${String(r.errors).padStart(6)}` +
         (r.serverCpuUsPerRecord !== undefined
           ? `  ${r.serverCpuUsPerRecord}/${r.clientCpuUsPerRecord}`
           : ''),
@@ -607,8 +636,14 @@ export async function run(): Promise<BenchReport> {
         `${String(p.leaves).padEnd(11)} ${String(p.inclusionUs).padStart(12)}  ${String(p.consistencyUs).padStart(14)}  ${String(p.nodesReadPerProof).padStart(10)}`,
     ),
     '',
-    `offline verify: ${verify.leaves} leaves in ${verify.seconds} s = ${verify.leavesPerSecond} leaves/s` +
-      ` (worker-thread reader; one thread: ${verify.serialLeavesPerSecond} leaves/s)`,
+    ...(verify
+      ? [
+          `offline verify (SQLite, ${verify.leaves} leaves, best of 3): ${verify.leavesPerSecond} leaves/s` +
+            ` on this thread + 1 worker (${verify.seconds} s, ${verify.cpuUsPerLeaf} µs CPU/leaf);` +
+            ` ${verify.oneThreadLeavesPerSecond} leaves/s on one thread (${verify.oneThreadCpuUsPerLeaf} µs CPU/leaf);` +
+            ` leaf by leaf: ${verify.serialLeavesPerSecond} leaves/s`,
+        ]
+      : []),
   ].join('\n');
   return {
     title: 'audit: durable appends, proof cost, offline verification',

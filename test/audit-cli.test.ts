@@ -87,6 +87,13 @@ describe('bulwark audit', () => {
     const r = await run('audit', 'verify', '--sqlite', db);
     expect(r.code).toBe(3);
     expect(r.err).toMatch(/leaf 7 does not match its stored hash \(first bad leaf: 7\)/);
+    // The same verdict with a worker thread hashing, and on this thread alone.
+    for (const workers of ['1', '0']) {
+      const w = await run('audit', 'verify', '--sqlite', db, '--workers', workers);
+      expect(w.code).toBe(3);
+      expect(w.err).toMatch(/leaf 7 does not match its stored hash \(first bad leaf: 7\)/);
+    }
+    expect((await run('audit', 'verify', '--sqlite', db, '--workers', 'two')).code).toBe(2);
   });
 
   it('verify exits 3 for a checkpoint signed by another key or one the log does not extend', async () => {

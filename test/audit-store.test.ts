@@ -1,5 +1,6 @@
 /**
- * One suite, every storage backend: SQLite (node:sqlite) and PostgreSQL (throwaway cluster).
+ * One suite, every storage backend: SQLite (node:sqlite, committing on the caller's thread or on
+ * a writer thread) and PostgreSQL (throwaway cluster).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -37,6 +38,18 @@ const backends: Backend[] = [
       const dir = mkdtempSync(join(tmpdir(), 'audit-store-'));
       dirs.push(dir);
       return openSqliteStore({ path: join(dir, 'audit.db') });
+    },
+    teardown: async () => {
+      for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+    },
+  },
+  {
+    // Commits on a writer thread (as the service runs it); reads on the caller's connection.
+    name: 'sqlite (writer thread)',
+    open: async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'audit-store-'));
+      dirs.push(dir);
+      return openSqliteStore({ path: join(dir, 'audit.db'), writerThread: true });
     },
     teardown: async () => {
       for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });

@@ -22,7 +22,8 @@ export const SERVICE_DEFAULTS: Record<
   policy: {
     port: 7441,
     metricsPort: 9441,
-    peers: ['gateway', 'inference', 'identity'],
+    // audit asks who may read the audit log (`audit:read`).
+    peers: ['gateway', 'inference', 'identity', 'audit'],
     clientCertificate: 'required',
   },
   audit: {

@@ -219,11 +219,12 @@ export function planServe(options: ServeOptions): ServePlan {
       }
       break;
     }
+    case 'audit':
     case 'policy':
     case 'inference': {
       if (options.jwks ?? env.BULWARK_JWKS_URL)
         args.push('--jwks', (options.jwks ?? env.BULWARK_JWKS_URL)!);
-      if (service === 'policy') break;
+      if (service !== 'inference') break;
       const trust =
         options.trust ?? (env.BULWARK_MODEL_TRUST ? env.BULWARK_MODEL_TRUST.split(',') : undefined);
       const keys = new Set(trust?.map((f) => resolvePath(f.trim())).filter(Boolean));
@@ -249,8 +250,6 @@ export function planServe(options: ServeOptions): ServePlan {
       if (keys.size) args.push('--trust', [...keys].join(','));
       break;
     }
-    case 'audit':
-      break;
   }
   return { entry: ENTRY_POINTS[service], args, env: extra, caFile: ca, files, notes };
 }

@@ -10,6 +10,7 @@ export type AuditErrorCode =
   | 'ERR_AUDIT_NOT_FOUND'
   | 'ERR_AUDIT_PERMISSION_DENIED'
   | 'ERR_AUDIT_UNAUTHENTICATED'
+  | 'ERR_AUDIT_POLICY_UNAVAILABLE'
   | 'ERR_AUDIT_KEY'
   | 'ERR_AUDIT_CLOSED';
 
@@ -22,6 +23,8 @@ const statuses: Record<AuditErrorCode, status> = {
   ERR_AUDIT_NOT_FOUND: status.OUT_OF_RANGE,
   ERR_AUDIT_PERMISSION_DENIED: status.PERMISSION_DENIED,
   ERR_AUDIT_UNAUTHENTICATED: status.UNAUTHENTICATED,
+  // Reads fail closed while the policy service cannot be asked.
+  ERR_AUDIT_POLICY_UNAVAILABLE: status.UNAVAILABLE,
   ERR_AUDIT_KEY: status.INTERNAL,
   ERR_AUDIT_CLOSED: status.UNAVAILABLE,
 };

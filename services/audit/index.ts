@@ -2,10 +2,19 @@
 export { AuditError, type AuditErrorCode } from './errors.ts';
 export { createAuditService, type AuditService, type AuditServiceOptions } from './service.ts';
 export {
+  ALL_ORGS,
   allowListReadAuthorizer,
-  policyReadAuthorizer,
+  firstGrant,
+  grantCovers,
   type ReadAuthorizer,
+  type ReadCaller,
+  type ReadGrant,
 } from './read-authorizer.ts';
+export {
+  policyReadAuthorizer,
+  promiseDecide,
+  type PolicyReadAuthorizerOptions,
+} from './policy-read-authorizer.ts';
 export {
   openAuditLog,
   type AuditLog,

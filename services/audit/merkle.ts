@@ -23,12 +23,20 @@ export const HASH_SIZE = 32;
 /** Root of the empty tree: SHA-256 of the empty string. */
 export const EMPTY_ROOT: Hash = createHash('sha256').digest();
 
+/**
+ * One-shot SHA-256 as a Buffer. `crypto.hash` is much cheaper with a string result than with a
+ * Buffer one (the Buffer is built on a slow path): take latin1 ("binary") text and copy it back.
+ */
+function sha256(input: Uint8Array): Buffer {
+  return Buffer.from(hash('sha256', input, 'binary'), 'binary');
+}
+
 // One-shot hashing of a prefixed copy is faster than a streaming Hash object per node.
 export function hashLeaf(data: Uint8Array): Hash {
   const buf = Buffer.allocUnsafe(data.length + 1);
   buf[0] = 0x00;
   buf.set(data, 1);
-  return hash('sha256', buf, 'buffer');
+  return sha256(buf);
 }
 
 // Interior nodes hash 65 bytes: one scratch buffer serves every call (hashing is synchronous).
@@ -39,13 +47,13 @@ export function hashChildren(left: Uint8Array, right: Uint8Array): Hash {
     NODE_INPUT[0] = 0x01;
     NODE_INPUT.set(left, 1);
     NODE_INPUT.set(right, 1 + HASH_SIZE);
-    return hash('sha256', NODE_INPUT, 'buffer');
+    return sha256(NODE_INPUT);
   }
   const buf = Buffer.allocUnsafe(1 + left.length + right.length);
   buf[0] = 0x01;
   buf.set(left, 1);
   buf.set(right, 1 + left.length);
-  return hash('sha256', buf, 'buffer');
+  return sha256(buf);
 }
 
 export function hashesEqual(a: Uint8Array | undefined, b: Uint8Array | undefined): boolean {

@@ -1,18 +1,46 @@
 /**
- * Who may read the audit log (`audit:read` on `audit:log`). The service takes any
- * {@link ReadAuthorizer}; two are provided: a plain allow-list of SPIFFE IDs (the default,
- * empty unless configured), and one that asks the policy service.
+ * Who may read the audit log (`read` on `audit:log`), and which organisations' records.
+ * The service takes any {@link ReadAuthorizer}; provided are an allow-list of SPIFFE IDs
+ * (explicit extra readers that see every organisation), the policy-backed authorizer in
+ * `policy-read-authorizer.ts` (the default when a policy service is configured), and
+ * {@link firstGrant} to chain them.
  */
-import { DecideRequest, Effect, type DecideResponse } from '../../gen/bulwark/policy/v1/policy.ts';
 import { compileAllowList, type PeerAllowList } from '../../mesh/kit/index.ts';
 
-/** Decides whether a caller may read the log. Throwing counts as a denial. */
-export type ReadAuthorizer = (caller: {
+/** What the service knows about a caller when it asks whether it may read. */
+export interface ReadCaller {
+  /** SPIFFE ID of the client certificate. */
   spiffeId: string | undefined;
-}) => Promise<boolean> | boolean;
+  /** SHA-256 thumbprint (base64url) of the client certificate, for `cnf.x5t#S256`. */
+  certificateThumbprint?: string | undefined;
+  /** The `authorization` metadata value, when the caller sent one. */
+  authorization?: string | undefined;
+  /** The organisation the request asks about; undefined for every organisation. */
+  org?: string | undefined;
+}
+
+/** Every organisation (see {@link ReadGrant.org}). */
+export const ALL_ORGS = '*';
+
+/** A permission to read: whose records, and who the reader is (for logs). */
+export interface ReadGrant {
+  /** The organisation whose records may be read, or {@link ALL_ORGS}. */
+  readonly org: string;
+  /** Token subject or SPIFFE ID of the reader. */
+  readonly reader: string;
+}
 
 /**
- * A read authorizer from an allow-list of SPIFFE IDs (exact, or prefixes ending in `/*`).
+ * Decides whether a caller may read the log: a grant, or undefined for "not allowed". Throwing
+ * counts as a denial too; an `AuditError` keeps its code (UNAUTHENTICATED, UNAVAILABLE, ...).
+ */
+export type ReadAuthorizer = (
+  caller: ReadCaller,
+) => Promise<ReadGrant | undefined> | ReadGrant | undefined;
+
+/**
+ * A read authorizer from an allow-list of SPIFFE IDs (exact, or prefixes ending in `/*`);
+ * listed peers read every organisation.
  *
  * @example
  * ```ts
@@ -21,33 +49,30 @@ export type ReadAuthorizer = (caller: {
  */
 export function allowListReadAuthorizer(readers: PeerAllowList): ReadAuthorizer {
   const allowed = compileAllowList(readers);
-  return ({ spiffeId }) => spiffeId !== undefined && allowed(spiffeId);
+  return ({ spiffeId }) =>
+    spiffeId !== undefined && allowed(spiffeId) ? { org: ALL_ORGS, reader: spiffeId } : undefined;
 }
 
 /**
- * A read authorizer that asks the policy service: subject = the caller's SPIFFE ID, object
- * `audit:log`, action `read`; only an explicit allow reads.
+ * Asks each authorizer in turn and returns the first grant; a throwing one ends the chain
+ * (fail closed).
  *
  * @example
  * ```ts
- * const decide = promisify(policyClient.decide.bind(policyClient));
- * policyReadAuthorizer(decide);
+ * firstGrant(allowListReadAuthorizer(readers), policyReadAuthorizer({ decide, tokens }));
  * ```
  */
-export function policyReadAuthorizer(
-  decide: (request: DecideRequest) => Promise<DecideResponse>,
-  options: { org?: string } = {},
-): ReadAuthorizer {
-  return async ({ spiffeId }) => {
-    if (!spiffeId) return false;
-    const answer = await decide(
-      DecideRequest.fromPartial({
-        subject: spiffeId,
-        org: options.org ?? '',
-        object: 'audit:log',
-        action: 'read',
-      }),
-    );
-    return answer.effect === Effect.EFFECT_ALLOW;
+export function firstGrant(...authorizers: ReadAuthorizer[]): ReadAuthorizer {
+  return async (caller) => {
+    for (const authorize of authorizers) {
+      const grant = await authorize(caller);
+      if (grant) return grant;
+    }
+    return undefined;
   };
+}
+
+/** Whether a grant covers a record of `org` (`undefined` or empty: a record without one). */
+export function grantCovers(grant: ReadGrant, org: string | undefined): boolean {
+  return grant.org === ALL_ORGS || grant.org === org;
 }

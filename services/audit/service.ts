@@ -3,8 +3,11 @@
  *
  * Who may do what (on top of the mesh server's peer allow-list, checked at the first call):
  * - append (Append, AppendBatch): peers in `appenders` (default: every peer the server admits);
- * - read (Query, Verify, and the leaf data in GetInclusionProof): peers the `readAuthorizer`
- *   allows `audit:read` — the default is an allow-list (`readers`), empty unless configured;
+ * - read (Query, Verify, and the leaf data in GetInclusionProof): callers the `readAuthorizer`
+ *   grants `read` on `audit:log` — in production the policy service decides
+ *   (`policyReadAuthorizer`: bearer token with `audit:read`, or the workload's SPIFFE ID);
+ *   `readers` are extra SPIFFE IDs that always read. A grant names one organisation (a query
+ *   is narrowed to it, another organisation is refused) or every organisation;
  * - checkpoints and proof hashes: every admitted peer (they reveal no record);
  * - StreamAccessLogs: peers in `accessLogPeers` (default: the gateway).
  *
@@ -18,6 +21,7 @@
  */
 import type { KeyObject } from 'node:crypto';
 import {
+  type Metadata,
   type ServerReadableStream,
   type ServerUnaryCall,
   type ServiceDefinition,
@@ -43,7 +47,14 @@ import {
   type PeerAllowList,
 } from '../../mesh/kit/index.ts';
 import { loadAccessLogService, streamAccessLogsHandler } from './access-log.ts';
-import { allowListReadAuthorizer, type ReadAuthorizer } from './read-authorizer.ts';
+import {
+  allowListReadAuthorizer,
+  ALL_ORGS,
+  firstGrant,
+  grantCovers,
+  type ReadAuthorizer,
+  type ReadGrant,
+} from './read-authorizer.ts';
 import { AuditError } from './errors.ts';
 import { openAuditLog, type AppendReceipt, type AuditLog } from './log.ts';
 import { EVENT_TYPE_NAMES, leafToRecord, OUTCOME_NAMES, type RecordLimits } from './record.ts';
@@ -64,9 +75,12 @@ export interface AuditServiceOptions {
   logger: Logger;
   /** Peers that may append. Default: every peer the server admits. */
   appenders?: PeerAllowList;
-  /** Who may read. Default: {@link allowListReadAuthorizer} of `readers`. */
+  /**
+   * Who may read, and which organisations: `policyReadAuthorizer(...)` in production. Default:
+   * nobody but `readers`.
+   */
   readAuthorizer?: ReadAuthorizer;
-  /** Peers allowed `audit:read` when no `readAuthorizer` is given. Default none. */
+  /** SPIFFE IDs that read every organisation, asked before `readAuthorizer`. Default none. */
   readers?: PeerAllowList;
   /** Peers that may stream Envoy access logs. Default `spiffe://<trustDomain>/svc/gateway`. */
   accessLogPeers?: PeerAllowList;
@@ -171,8 +185,13 @@ export async function createAuditService(options: AuditServiceOptions): Promise<
 
   const mayAppend = o.appenders ? compileAllowList(o.appenders) : () => true;
   const mayStream = compileAllowList(o.accessLogPeers);
-  const readAuthorizer = o.readAuthorizer ?? allowListReadAuthorizer(o.readers ?? []);
+  const readAuthorizer = o.readAuthorizer
+    ? o.readers?.length
+      ? firstGrant(allowListReadAuthorizer(o.readers), o.readAuthorizer)
+      : o.readAuthorizer
+    : allowListReadAuthorizer(o.readers ?? []);
 
+  type Call = Parameters<typeof peerIdentity>[0] & { metadata: Metadata };
   const callerOf = (call: Parameters<typeof peerIdentity>[0]) => peerIdentity(call).spiffeId;
   const requireAppender = (spiffeId: string | undefined) => {
     if (!spiffeId || !mayAppend(spiffeId)) {
@@ -182,24 +201,40 @@ export async function createAuditService(options: AuditServiceOptions): Promise<
       );
     }
   };
-  const canRead = async (spiffeId: string | undefined) => {
+  /** The read grant of a call about `org` (undefined: every organisation); throws when none. */
+  const requireReader = async (call: Call, org: string | undefined): Promise<ReadGrant> => {
+    const peer = peerIdentity(call);
+    const values = call.metadata.get('authorization');
+    let grant: ReadGrant | undefined;
     try {
-      return await readAuthorizer({ spiffeId });
+      grant = await readAuthorizer({
+        spiffeId: peer.spiffeId,
+        certificateThumbprint: peer.certificateThumbprint,
+        // Several authorization values are ambiguous: treat them as a malformed token.
+        authorization: values.length === 0 ? undefined : values.length > 1 ? '' : String(values[0]),
+        org,
+      });
     } catch (err) {
+      if (err instanceof AuditError) throw err;
       logger.warn(
-        { err: { message: (err as Error).message } },
-        'read authorization failed; denying',
+        { err: { message: (err as Error).message }, peer: peer.spiffeId },
+        'read authorisation failed; denying',
       );
-      return false;
+      grant = undefined;
     }
-  };
-  const requireReader = async (spiffeId: string | undefined) => {
-    if (!(await canRead(spiffeId)))
+    if (!grant)
       throw new AuditError(
         'ERR_AUDIT_PERMISSION_DENIED',
-        'this peer may not read the audit log (audit:read)',
+        'this caller may not read the audit log (audit:read)',
       );
+    return grant;
   };
+  /** Whether the caller may read a record of `org` (undefined: a record of no organisation). */
+  const canRead = (call: Call, org: string | undefined) =>
+    requireReader(call, org).then(
+      (grant) => grantCovers(grant, org),
+      () => false,
+    );
   const handlerOptions = { logger };
 
   const appendBatch = (
@@ -247,8 +282,15 @@ export async function createAuditService(options: AuditServiceOptions): Promise<
   };
 
   const query = async (call: ServerUnaryCall<QueryRequest, unknown>) => {
-    await requireReader(callerOf(call));
     const q = call.request;
+    const grant = await requireReader(call, q.org || undefined);
+    // Belt and braces: whatever the authorizer said, a grant for X never reads Y.
+    if (q.org && !grantCovers(grant, q.org))
+      throw new AuditError(
+        'ERR_AUDIT_PERMISSION_DENIED',
+        `this caller may not read the records of ${q.org}`,
+      );
+    const org = grant.org === ALL_ORGS ? q.org || undefined : grant.org;
     const pageSize = q.pageSize === 0 ? PAGE_DEFAULT : q.pageSize;
     if (!(pageSize >= 1 && pageSize <= PAGE_MAX))
       throw new AuditError('ERR_AUDIT_INVALID_REQUEST', `page_size must be 1-${PAGE_MAX}`);
@@ -266,7 +308,7 @@ export async function createAuditService(options: AuditServiceOptions): Promise<
       fromTimeMs: q.startTime?.getTime(),
       toTimeMs: q.endTime?.getTime(),
       actorSub: q.actorSub || undefined,
-      org: q.org || undefined,
+      org,
       modelName: q.modelName || undefined,
       eventType,
       outcome,
@@ -307,7 +349,14 @@ export async function createAuditService(options: AuditServiceOptions): Promise<
     }, handlerOptions),
     getInclusionProof: unaryHandler(async (call) => {
       const p = await log.inclusionProof(call.request.leafIndex, call.request.treeSize);
-      const reader = await canRead(callerOf(call));
+      // The record itself only for a reader of its organisation.
+      let recordOrg: string | undefined;
+      try {
+        recordOrg = leafToRecord(p.leaf.data).actor?.org || undefined;
+      } catch {
+        // Not a readable record (a damaged log): only readers of every organisation get it.
+      }
+      const reader = await canRead(call, recordOrg);
       return {
         leafIndex: call.request.leafIndex,
         treeSize: p.treeSize,
@@ -325,7 +374,8 @@ export async function createAuditService(options: AuditServiceOptions): Promise<
       };
     }, handlerOptions),
     verify: unaryHandler(async (call) => {
-      await requireReader(callerOf(call));
+      // Any reader: the answer reveals no record.
+      await requireReader(call, undefined);
       const r = await log.verify();
       return {
         ok: r.ok,

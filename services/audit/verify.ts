@@ -3,7 +3,7 @@
  * hash, rebuild the tree and compare it with every signed checkpoint and with the stored tree
  * nodes. Works on a live store, a store opened offline, or an export; names the first bad leaf.
  */
-import { hash as sha } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { hashesEqual, hashLeaf, type Hash } from './merkle.ts';
 import { openCheckpoint, type NoteVerifier } from './note.ts';
 import {
@@ -18,7 +18,8 @@ import {
   type Frontier,
 } from './tree-nodes.ts';
 import type { AuditStore, StoredLeaf } from './store/types.ts';
-import { readPackedChunks, type PackedChunk, type PackedLevel } from './verify-reader.ts';
+import { verifyHashedChunks, type ResumePoint } from './verify-chunks.ts';
+import { readHashedChunks } from './verify-reader.ts';
 
 export interface VerifyResult {
   ok: boolean;
@@ -45,39 +46,23 @@ export interface VerifyLeavesOptions {
   checkNodes?: (nodes: readonly TreeNode[]) => Promise<NodeId | undefined>;
   /** Called after each chunk with the leaves done so far. */
   onProgress?: (done: number) => void;
+  /**
+   * Continue from a state already verified (the chunks must then start at `frontier.size`);
+   * checkpoints up to that size count as checked.
+   */
+  resume?: ResumePoint;
 }
 
-/** Position of `index` in a packed level at or after `from`, or -1 (`cursor` holds `from`). */
-function seek(level: PackedLevel, index: number, cursor: number[]): number {
-  const idx = level.indexes;
-  let c = cursor[level.level] ?? 0;
-  while (c < idx.length && (idx[c] as number) < index) c++;
-  cursor[level.level] = c;
-  return c < idx.length && idx[c] === index ? c : -1;
-}
-
-/** Whether a packed stored hash equals `h`. */
-function packedEquals(level: PackedLevel, pos: number, h: Uint8Array): boolean {
-  if (level.malformed[pos] === 1) return false;
-  const base = pos * 32;
-  const stored = level.hashes;
-  for (let k = 0; k < 32; k++) if (stored[base + k] !== h[k]) return false;
-  return true;
-}
-
-/**
- * Verifies leaves streamed in ascending chunks: arrays of stored leaves, or packed chunks
- * (see `verify-reader.ts`) that carry the stored nodes they complete, compared here.
- */
+/** Verifies leaves streamed in ascending chunks of stored leaves. */
 export async function verifyLeaves(
-  chunks: AsyncIterable<StoredLeaf[] | PackedChunk>,
+  chunks: AsyncIterable<StoredLeaf[]>,
   options: VerifyLeavesOptions,
 ): Promise<VerifyResult & { frontier: Frontier }> {
   const cps = [...options.checkpoints].sort((a, b) => a.size - b.size);
-  let frontier: Frontier = EMPTY_FRONTIER;
-  let next = 0;
+  let frontier: Frontier = options.resume?.frontier ?? EMPTY_FRONTIER;
+  let next = frontier.size;
   let cpAt = 0;
-  let lastGood = 0;
+  let lastGood = options.resume?.lastGood ?? 0;
   const fail = (firstBadLeaf: number | undefined, reason: string) => ({
     ok: false,
     treeSize: frontier.size,
@@ -93,45 +78,18 @@ export async function verifyLeaves(
       `stored tree node ${wrong.level}:${wrong.index} (leaves ${wrong.index * width}..${(wrong.index + 1) * width - 1}) does not match the leaves`,
     );
   };
-  // The packed chunk being verified: its stored nodes, and a read cursor per level.
-  let packed: PackedChunk | undefined;
-  let cursor: number[] = [];
-  let byLevel: Array<PackedLevel | undefined> = [];
-  const checkPacked = (nodes: readonly TreeNode[]): NodeId | undefined => {
-    for (const n of nodes) {
-      if (n.level === 0) continue;
-      const level = byLevel[n.level];
-      const pos = level ? seek(level, n.index, cursor) : -1;
-      if (pos < 0 || !packedEquals(level as PackedLevel, pos, n.hash)) return n;
-    }
-    return undefined;
-  };
   const grow = async (hashes: Hash[]) => {
     const step = appendToFrontier(frontier, hashes);
     frontier = step.frontier;
-    const wrong = packed
-      ? checkPacked(step.nodes)
-      : options.checkNodes
-        ? await options.checkNodes(step.nodes)
-        : undefined;
+    const wrong = options.checkNodes ? await options.checkNodes(step.nodes) : undefined;
     return wrong ? wrongNode(wrong) : undefined;
   };
-  // Checkpoints of size 0 are trivially consistent; skip them.
-  while (cpAt < cps.length && (cps[cpAt] as TrustedCheckpoint).size === 0) cpAt++;
+  // Checkpoints of size 0 are trivially consistent, and those up to a resumed state were checked.
+  while (cpAt < cps.length && (cps[cpAt] as TrustedCheckpoint).size <= next) cpAt++;
   for await (const chunk of chunks) {
     const hashes: Hash[] = [];
-    const isArray = Array.isArray(chunk);
-    packed = isArray ? undefined : chunk;
-    cursor = [];
-    byLevel = [];
-    if (packed) for (const l of packed.levels) byLevel[l.level] = l;
-    const count = isArray ? chunk.length : chunk.indexes.length;
-    const level0 = packed?.levels[0]?.level === 0 ? packed.levels[0] : undefined;
-    const bytes = packed
-      ? Buffer.from(packed.data.buffer, packed.data.byteOffset, packed.data.byteLength)
-      : undefined;
-    for (let i = 0; i < count; i++) {
-      const index = isArray ? (chunk[i] as StoredLeaf).index : (packed as PackedChunk).indexes[i];
+    for (const leaf of chunk) {
+      const index = leaf.index;
       if (index !== next) {
         return fail(
           next,
@@ -140,24 +98,9 @@ export async function verifyLeaves(
       }
       if (next >= options.size)
         return fail(next, `leaf ${next} lies beyond the tree size ${options.size}`);
-      let h: Hash;
-      let matches: boolean;
-      if (isArray) {
-        const leaf = chunk[i] as StoredLeaf;
-        h = hashLeaf(leaf.data);
-        matches = leaf.hash === undefined || hashesEqual(h, leaf.hash);
-      } else {
-        // Packed leaves sit behind their 0x00 prefix: hash in place, no copy.
-        const offsets = (packed as PackedChunk).offsets;
-        h = sha(
-          'sha256',
-          (bytes as Buffer).subarray(offsets[i] as number, offsets[i + 1] as number),
-          'buffer',
-        );
-        const pos = level0 ? seek(level0, next, cursor) : -1;
-        matches = pos < 0 || packedEquals(level0 as PackedLevel, pos, h);
-      }
-      if (!matches) return fail(next, `leaf ${next} does not match its stored hash`);
+      const h = hashLeaf(leaf.data);
+      if (leaf.hash !== undefined && !hashesEqual(h, leaf.hash))
+        return fail(next, `leaf ${next} does not match its stored hash`);
       hashes.push(h);
       next++;
       if (cps[cpAt]?.size === next) {
@@ -193,14 +136,22 @@ export interface VerifyStoreOptions {
   origin: string;
   /** An extra checkpoint note the caller trusts (for example from `--checkpoint FILE`). */
   trustedCheckpoint?: string;
-  /** Leaves per read. Default 10,000 (50,000 on the parallel SQLite reader). */
+  /**
+   * Leaves per read. Default 10,000 (32,768 on the parallel SQLite reader, which rounds it down
+   * to a power of two).
+   */
   chunkSize?: number;
   /**
-   * Read a SQLite store on a worker thread while this thread hashes (when the store has a file
-   * path). Default: try it for logs of 100,000 leaves or more, and verify on this thread if the
-   * worker cannot start; `true` insists (a reader failure is an error), `false` never uses it.
+   * A SQLite store (one with a file path) is read and hashed in whole aligned chunks, checked
+   * against its stored nodes at once; any chunk not exactly as expected is verified again leaf
+   * by leaf, so the verdict is the same either way. `parallel` spreads the chunks over this
+   * thread and worker threads. Default: a worker for logs of 200,000 leaves or more, and this
+   * thread alone if none can start; `true` insists (a worker failure is an error); `false`
+   * verifies leaf by leaf only, on this thread.
    */
   parallel?: boolean;
+  /** Worker threads besides this one. Default when parallel: available cores - 1, at most 1; else 0. */
+  workers?: number;
   /**
    * Also refuse rows past the recorded size. Default true; a live log passes false because
    * appends may land while it verifies.
@@ -209,17 +160,19 @@ export interface VerifyStoreOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
-const PARALLEL_MIN_LEAVES = 100_000;
+// A worker costs ~0.1 s of CPU to start (module loading): below this it does not pay off.
+const PARALLEL_MIN_LEAVES = 200_000;
 
 async function* readChunks(
   store: AuditStore,
+  from: number,
   size: number,
   chunkSize: number,
   extra: boolean,
 ): AsyncIterable<StoredLeaf[]> {
   // Read one past the end, when asked, so extra rows beyond the recorded size are noticed.
   const end = extra ? size + 1 : size;
-  for (let start = 0; start < end; start += chunkSize) {
+  for (let start = from; start < end; start += chunkSize) {
     const chunk = await store.readLeaves(start, Math.min(start + chunkSize, end));
     if (chunk.length > 0) yield chunk;
   }
@@ -258,55 +211,61 @@ export async function verifyStore(
     checkpoints,
     onProgress: (done) => options.onProgress?.(done, size),
   };
-  let result: (VerifyResult & { frontier: Frontier }) | undefined;
   // Starting a worker costs tens of ms: worth it only for a big log, unless asked for.
   const parallel =
     options.parallel === true || (options.parallel === undefined && size >= PARALLEL_MIN_LEAVES);
-  if (store.path && parallel) {
-    let started = false;
-    const packed = readPackedChunks({
+  let resume: ResumePoint | undefined;
+  if (store.path && options.parallel !== false && size > 0) {
+    const chunks = readHashedChunks({
       path: store.path,
-      // Read one past the end, when asked, so extra rows beyond the recorded size are noticed.
-      end: extra ? size + 1 : size,
-      chunkSize: options.chunkSize ?? 50_000,
+      end: size,
+      chunkSize: 2 ** Math.floor(Math.log2(Math.max(1, options.chunkSize ?? 32_768))),
+      workers: options.workers ?? (parallel ? Math.min(2, availableParallelism()) - 1 : 0),
     });
-    async function* tracked() {
-      for await (const chunk of packed) {
-        started = true;
-        yield chunk;
-      }
-    }
     try {
-      result = await verifyLeaves(tracked(), leafOptions);
+      const fast = await verifyHashedChunks(chunks, {
+        checkpoints: [...checkpoints].sort((x, y) => x.size - y.size),
+        getNodes: (ids) => store.getNodes(ids),
+        onProgress: (done) => options.onProgress?.(done, size),
+      });
+      resume = fast.ok ? { frontier: fast.frontier, lastGood: fast.lastGood } : fast.resume;
     } catch (err) {
-      // A reader that could not start (no worker threads here): verify on this thread.
-      if (started || options.parallel === true) throw err;
+      // A reader that failed (no worker threads here, say): verify the careful way instead.
+      if (options.parallel === true) throw err;
+      resume = undefined;
     }
   }
-  result ??= await verifyLeaves(readChunks(store, size, options.chunkSize ?? 10_000, extra), {
-    ...leafOptions,
-    checkNodes: async (nodes) => {
-      // One range read per level: the nodes a chunk completes are contiguous per level.
-      const byLevel = new Map<number, TreeNode[]>();
-      for (const n of nodes) {
-        if (n.level === 0) continue;
-        let list = byLevel.get(n.level);
-        if (!list) byLevel.set(n.level, (list = []));
-        list.push(n);
-      }
-      for (const [level, list] of byLevel) {
-        const first = (list[0] as TreeNode).index;
-        const stored = await store.readNodeRange(
-          level,
-          first,
-          (list[list.length - 1] as TreeNode).index + 1,
-        );
-        const wrong = list.find((n) => !hashesEqual(stored.get(n.index), n.hash));
-        if (wrong) return wrong;
-      }
-      return undefined;
+  // The careful verifier: the whole log, or what follows the last chunk the workers passed
+  // (nothing but the end checks when they passed all).
+  const from = resume?.frontier.size ?? 0;
+  const result = await verifyLeaves(
+    readChunks(store, from, size, options.chunkSize ?? 10_000, extra),
+    {
+      ...leafOptions,
+      ...(resume ? { resume } : {}),
+      checkNodes: async (nodes) => {
+        // One range read per level: the nodes a chunk completes are contiguous per level.
+        const byLevel = new Map<number, TreeNode[]>();
+        for (const n of nodes) {
+          if (n.level === 0) continue;
+          let list = byLevel.get(n.level);
+          if (!list) byLevel.set(n.level, (list = []));
+          list.push(n);
+        }
+        for (const [level, list] of byLevel) {
+          const first = (list[0] as TreeNode).index;
+          const stored = await store.readNodeRange(
+            level,
+            first,
+            (list[list.length - 1] as TreeNode).index + 1,
+          );
+          const wrong = list.find((n) => !hashesEqual(stored.get(n.index), n.hash));
+          if (wrong) return wrong;
+        }
+        return undefined;
+      },
     },
-  });
+  );
   if (!result.ok) return strip(result);
   // The stored nodes proofs are built from must agree with the leaves too.
   const ids = rangeNodes(0, size);
