@@ -200,7 +200,8 @@ export async function openPostgresIdentityStore(options: {
     upsertAccount: async (account, at) => {
       await pool.query(
         `INSERT INTO identity_accounts (account_id, data, updated_at) VALUES ($1, $2::jsonb, $3)
-         ON CONFLICT (account_id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at`,
+         ON CONFLICT (account_id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at
+         WHERE identity_accounts.data IS DISTINCT FROM excluded.data`,
         [account.accountId, JSON.stringify(account), at],
       );
     },

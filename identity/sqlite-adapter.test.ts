@@ -50,3 +50,25 @@ test('revokeClient removes the grants and artefacts of that client only', async 
   expect(await new s.Adapter('Grant').find('g2')).toBeDefined();
   s.close();
 });
+
+test('replay detection ids live apart from other models, expire and are swept', async () => {
+  const { s, clock } = store();
+  const replay = new s.Adapter('ReplayDetection');
+  await replay.upsert('j1', { jti: 'j1', iss: 'acme-gateway' }, 60);
+  expect(await replay.find('j1')).toMatchObject({ iss: 'acme-gateway' });
+  expect(await new s.Adapter('AccessToken').find('j1')).toBeUndefined();
+  await new s.Adapter('Session').upsert('j2', { kind: 'Session' }, 60);
+  expect(await replay.find('j2')).toBeUndefined();
+  clock.now += 60_000;
+  expect(await replay.find('j1')).toBeUndefined();
+  await replay.upsert('j3', { jti: 'j3' }, 60);
+  clock.now += 61_000;
+  s.sweep();
+  clock.now -= 61_000;
+  // Swept, not only hidden: even with the clock turned back it is gone.
+  expect(await replay.find('j3')).toBeUndefined();
+  await replay.upsert('j4', { jti: 'j4' }, 60);
+  await replay.destroy('j4');
+  expect(await replay.find('j4')).toBeUndefined();
+  s.close();
+});

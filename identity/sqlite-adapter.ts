@@ -59,6 +59,13 @@ export function openSqliteAdapterStore(options: {
     CREATE INDEX IF NOT EXISTS oidc_models_grant ON oidc_models (grant_id);
     CREATE INDEX IF NOT EXISTS oidc_models_user_code ON oidc_models (model, user_code);
     CREATE INDEX IF NOT EXISTS oidc_models_uid ON oidc_models (model, uid);
+    -- Client assertion ids (private_key_jwt replay detection): one row per token request, so
+    -- they get a narrow table with no secondary index to update on every write.
+    CREATE TABLE IF NOT EXISTS oidc_replay (
+      id TEXT PRIMARY KEY,
+      payload TEXT NOT NULL,
+      expires_at INTEGER
+    ) WITHOUT ROWID;
   `);
   const upsert = db.prepare(`
     INSERT INTO oidc_models (model, id, payload, grant_id, user_code, uid, expires_at)
@@ -78,6 +85,15 @@ export function openSqliteAdapterStore(options: {
   const sweep = db.prepare(
     'DELETE FROM oidc_models WHERE expires_at IS NOT NULL AND expires_at < ?',
   );
+  const replayUpsert = db.prepare(`
+    INSERT INTO oidc_replay (id, payload, expires_at) VALUES (?, ?, ?)
+    ON CONFLICT (id) DO UPDATE SET payload = excluded.payload, expires_at = excluded.expires_at`);
+  const replayById = db.prepare('SELECT payload, expires_at FROM oidc_replay WHERE id = ?');
+  const replayDestroy = db.prepare('DELETE FROM oidc_replay WHERE id = ?');
+  const replaySweep = db.prepare(
+    'DELETE FROM oidc_replay WHERE expires_at IS NOT NULL AND expires_at < ?',
+  );
+  const REPLAY = 'ReplayDetection';
 
   const read = (row: unknown): AdapterPayload | undefined => {
     const r = row as Row | undefined;
@@ -93,6 +109,10 @@ export function openSqliteAdapterStore(options: {
     }
     async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
       const expiresAt = expiresIn ? now() + expiresIn * 1000 : null;
+      if (this.name === REPLAY) {
+        replayUpsert.run(id, JSON.stringify(payload), expiresAt);
+        return;
+      }
       upsert.run(
         this.name,
         id,
@@ -104,7 +124,7 @@ export function openSqliteAdapterStore(options: {
       );
     }
     async find(id: string): Promise<AdapterPayload | undefined> {
-      return read(byId.get(this.name, id));
+      return read(this.name === REPLAY ? replayById.get(id) : byId.get(this.name, id));
     }
     async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
       return read(byUserCode.get(this.name, userCode));
@@ -120,7 +140,8 @@ export function openSqliteAdapterStore(options: {
       await this.upsert(id, { ...current, consumed: Math.floor(now() / 1000) }, expiresIn);
     }
     async destroy(id: string): Promise<void> {
-      destroy.run(this.name, id);
+      if (this.name === REPLAY) replayDestroy.run(id);
+      else destroy.run(this.name, id);
     }
     async revokeByGrantId(grantId: string): Promise<void> {
       revokeGrant.run(grantId);
@@ -129,7 +150,10 @@ export function openSqliteAdapterStore(options: {
 
   return {
     Adapter: SqliteAdapter,
-    sweep: () => void sweep.run(now()),
+    sweep: () => {
+      sweep.run(now());
+      replaySweep.run(now());
+    },
     syncClients(clients) {
       db.exec('BEGIN IMMEDIATE');
       try {

@@ -37,6 +37,13 @@ export function openSqliteIdentityStore(path: string): IdentityStore {
       kid TEXT PRIMARY KEY, jwk TEXT NOT NULL, created_at INTEGER NOT NULL,
       retired_at INTEGER, remove_after INTEGER);
   `);
+  // Prepared once: token exchange reads and writes an account on every call.
+  const upsertAccount = db.prepare(
+    `INSERT INTO accounts (account_id, data, updated_at) VALUES (?, ?, ?)
+     ON CONFLICT (account_id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at
+     WHERE accounts.data IS NOT excluded.data`,
+  );
+  const findAccount = db.prepare('SELECT data FROM accounts WHERE account_id = ?');
   const tx = <T>(fn: () => T): T => {
     db.exec('BEGIN IMMEDIATE');
     try {
@@ -62,16 +69,16 @@ export function openSqliteIdentityStore(path: string): IdentityStore {
       void db
         .prepare('INSERT OR IGNORE INTO revoked_clients (client_id, revoked_at) VALUES (?, ?)')
         .run(clientId, at),
-    upsertAccount: async (account, at) =>
-      void db
-        .prepare(
-          `INSERT INTO accounts (account_id, data, updated_at) VALUES (?, ?, ?)
-           ON CONFLICT (account_id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at`,
-        )
-        .run(account.accountId, JSON.stringify(account), at),
+    // An unchanged account is not rewritten: a read is cheap, a write takes the write lock and
+    // a WAL frame (token exchange upserts the subject's account on every call).
+    upsertAccount: async (account, at) => {
+      const data = JSON.stringify(account);
+      const row = findAccount.get(account.accountId) as { data: string } | undefined;
+      if (row?.data === data) return;
+      upsertAccount.run(account.accountId, data, at);
+    },
     findAccount: async (accountId) => {
-      const row = db.prepare('SELECT data FROM accounts WHERE account_id = ?').get(accountId) as
-        { data: string } | undefined;
+      const row = findAccount.get(accountId) as { data: string } | undefined;
       return row ? (JSON.parse(row.data) as Account) : undefined;
     },
     listKeys: async () =>

@@ -1,19 +1,18 @@
 import {
-  createRemoteJWKSet,
-  customFetch,
   decodeJwt,
   decodeProtectedHeader,
   errors as joseErrors,
-  jwtVerify,
+  type JWTHeaderParameters,
 } from 'jose';
 import { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import type Provider from 'oidc-provider';
 import type { AccountStore } from './account-store.ts';
 import type { Auditor } from './auditor.ts';
-import type { OrganisationConfig, TrustedIssuer } from './options.ts';
+import type { OrganisationConfig } from './options.ts';
 import { isResource, RESOURCES } from './resources.ts';
 import { mapRoles } from './role-mapping.ts';
 import { TOKEN_EXCHANGE_GRANT } from './provider-config.ts';
+import { createSubjectTokenVerifier } from './subject-tokens.ts';
 
 const JWT_TYPES = new Set([
   'urn:ietf:params:oauth:token-type:jwt',
@@ -21,6 +20,8 @@ const JWT_TYPES = new Set([
   'urn:ietf:params:oauth:token-type:id_token',
 ]);
 const DEFAULT_ALGS = ['ES256', 'RS256', 'PS256', 'EdDSA'];
+/** Grants remembered for reuse (least recently created dropped first). */
+const MAX_REUSED_GRANTS = 10_000;
 
 export interface TokenExchangeDeps {
   organisations: readonly OrganisationConfig[];
@@ -39,24 +40,27 @@ export interface TokenExchangeDeps {
  * unexpired, and carry exactly the audience the organisation's configuration names.
  */
 export function registerTokenExchange(provider: Provider, deps: TokenExchangeDeps): void {
-  const jwksCache = new Map<string, ReturnType<typeof createRemoteJWKSet>>();
   const byId = new Map(deps.organisations.map((o) => [o.id, o]));
+  const subjects = createSubjectTokenVerifier({ fetchFn: deps.fetchFn, now: deps.now });
 
-  async function jwksFor(trusted: TrustedIssuer) {
-    let uri = trusted.jwksUri;
-    if (!uri) {
-      const res = await deps.fetchFn(
-        `${trusted.issuer.replace(/\/$/, '')}/.well-known/openid-configuration`,
-      );
-      if (!res.ok) throw new Error('discovery failed');
-      uri = String(((await res.json()) as { jwks_uri?: string }).jwks_uri);
-    }
-    let set = jwksCache.get(uri);
-    if (!set) {
-      set = createRemoteJWKSet(new URL(uri), { [customFetch]: deps.fetchFn, cacheMaxAge: 600_000 });
-      jwksCache.set(uri, set);
-    }
-    return set;
+  // The grant behind an exchanged token is bookkeeping (JWT access tokens are never looked up
+  // by it): exchanges for the same account, client, resource and scope within one token
+  // lifetime share one grant row instead of writing one each. The row is kept for two
+  // lifetimes, so it outlives every token that names it.
+  const grants = new Map<string, { id: string; reuseUntil: number }>();
+  async function grantFor(accountId: string, clientId: string, resource: string, scope: string) {
+    const key = JSON.stringify([accountId, clientId, resource, scope]);
+    const ttl = deps.accessTokenTtlSeconds;
+    const known = grants.get(key);
+    // Real time, as oidc-provider and the adapter use for the grant's own expiry.
+    if (known && known.reuseUntil > Date.now()) return known.id;
+    const grant = new provider.Grant({ accountId, clientId });
+    grant.addResourceScope(resource, scope);
+    const id = await grant.save(2 * ttl);
+    grants.delete(key);
+    grants.set(key, { id, reuseUntil: Date.now() + ttl * 1000 });
+    if (grants.size > MAX_REUSED_GRANTS) grants.delete(grants.keys().next().value!);
+    return id;
   }
 
   async function handler(ctx: KoaContextWithOIDC): Promise<void> {
@@ -118,10 +122,10 @@ export function registerTokenExchange(provider: Provider, deps: TokenExchangeDep
     if (!isResource(resource))
       return refuse('unknown resource', new errors.InvalidTarget('unknown or missing resource'));
 
-    let header: { alg?: string };
+    let header: JWTHeaderParameters;
     let unverified: { iss?: string };
     try {
-      header = decodeProtectedHeader(params.subject_token);
+      header = decodeProtectedHeader(params.subject_token) as JWTHeaderParameters;
       unverified = decodeJwt(params.subject_token);
     } catch {
       return refuse(
@@ -145,15 +149,7 @@ export function registerTokenExchange(provider: Provider, deps: TokenExchangeDep
 
     let claims: Record<string, unknown>;
     try {
-      const { payload } = await jwtVerify(params.subject_token, await jwksFor(trusted), {
-        issuer: trusted.issuer,
-        audience: trusted.audience,
-        algorithms,
-        requiredClaims: ['exp', 'sub'],
-        currentDate: new Date(deps.now()),
-        clockTolerance: 30,
-      });
-      claims = payload;
+      claims = await subjects.verify(trusted, algorithms, params.subject_token, header);
     } catch (err) {
       const reason =
         err instanceof joseErrors.JWTExpired
@@ -194,9 +190,7 @@ export function registerTokenExchange(provider: Provider, deps: TokenExchangeDep
       email: typeof claims.email === 'string' ? claims.email : undefined,
       roles: mapRoles(claims, org.roleMapping, org.defaultRoles),
     });
-    const grant = new provider.Grant({ accountId, clientId: client.clientId });
-    grant.addResourceScope(resource, requested.join(' '));
-    const grantId = await grant.save(deps.accessTokenTtlSeconds);
+    const grantId = await grantFor(accountId, client.clientId, resource, requested.join(' '));
     const token = new provider.AccessToken({
       accountId,
       client,

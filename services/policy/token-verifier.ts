@@ -1,4 +1,5 @@
-import { errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import type { JWTPayload, JWTVerifyGetKey } from 'jose';
+import { createJwtVerifier, TokenError } from '../../mesh/tokens/index.ts';
 import { PolicyError } from './errors.ts';
 
 /** Who a verified access token speaks for. */
@@ -29,6 +30,12 @@ export interface TokenVerifierOptions {
   now?: () => Date;
   /** Allowed clock skew for `exp`/`nbf`, seconds. Default 30. */
   clockToleranceSec?: number;
+  /**
+   * Verified tokens remembered by their exact text, so a caller re-using its token skips the
+   * signature check; the time window and the verifying key's presence in the key set are
+   * still checked on every use. Default 10,000; 0 disables.
+   */
+  cacheSize?: number;
 }
 
 /** Verifies access tokens and reads identities from already-verified payloads. */
@@ -43,7 +50,6 @@ export interface TokenVerifier {
 }
 
 const ORG = /^[a-z0-9][a-z0-9._-]{0,62}$/;
-const ALGORITHMS = ['ES256', 'EdDSA'];
 
 function unauthenticated(message: string, cause?: unknown): PolicyError {
   return new PolicyError('ERR_POLICY_UNAUTHENTICATED', message, { cause });
@@ -91,29 +97,39 @@ function identityOf(payload: JWTPayload): TokenIdentity {
  * ```
  */
 export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifier {
-  const { issuer, audience, keys, now = () => new Date(), clockToleranceSec = 30 } = options;
+  const {
+    issuer,
+    audience,
+    keys,
+    now = () => new Date(),
+    clockToleranceSec = 30,
+    cacheSize = 10_000,
+  } = options;
   if (!issuer) throw new TypeError('issuer is required');
   if (!audience) throw new TypeError('audience is required');
+  const jwt = createJwtVerifier({
+    issuer,
+    audience,
+    keys,
+    algorithms: ['ES256', 'EdDSA'],
+    typ: 'at+jwt',
+    requiredClaims: ['exp', 'sub'],
+    clockToleranceSec,
+    now,
+    cacheSize,
+  });
   return {
     async verify(token) {
       let payload: JWTPayload;
       try {
-        ({ payload } = await jwtVerify(token, keys, {
-          issuer,
-          audience,
-          algorithms: ALGORITHMS,
-          typ: 'at+jwt',
-          currentDate: now(),
-          clockTolerance: clockToleranceSec,
-          requiredClaims: ['exp', 'sub'],
-        }));
+        ({ payload } = await jwt.verify(token));
       } catch (err) {
-        if (err instanceof joseErrors.JWTExpired) throw unauthenticated('token expired', err);
-        if (err instanceof joseErrors.JWTClaimValidationFailed && err.claim === 'nbf') {
-          throw unauthenticated('token not yet valid', err);
-        }
+        const code = err instanceof TokenError ? err.code : undefined;
+        if (code === 'ERR_TOKEN_EXPIRED') throw unauthenticated('token expired', err);
+        if (code === 'ERR_TOKEN_NOT_YET_VALID') throw unauthenticated('token not yet valid', err);
         throw unauthenticated('invalid token', err);
       }
+      // The identity is read afresh on every call: the cached claims are shared and frozen.
       return identityOf(payload);
     },
     fromVerifiedPayload(payload) {
