@@ -167,3 +167,36 @@ test('a cached token is still refused once it expires', async () => {
     'ERR_INFERENCE_UNAUTHENTICATED: token has expired',
   );
 });
+
+test('a remembered token is refused once its signing key is no longer published', async () => {
+  const { privateKey, publicKey } = await generateKeyPair('ES256');
+  const jwk: JWK = { ...(await exportJWK(publicKey)), kid: 'k2', alg: 'ES256', use: 'sig' };
+  let published: JWK[] = [jwk];
+  const rotating = createTokenGuard({
+    issuer: ISSUER,
+    keys: (header, token) => createLocalJWKSet({ keys: published })(header, token),
+    now,
+  });
+  const token = await new SignJWT({ org: 'acme', scope: 'model:infer' })
+    .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', kid: 'k2' })
+    .setIssuer(ISSUER)
+    .setAudience('urn:bulwark:inference')
+    .setSubject('acme/alice')
+    .setIssuedAt(NOW.getTime() / 1000 - 10)
+    .setExpirationTime(NOW.getTime() / 1000 + 300)
+    .sign(privateKey);
+  expect((await rotating.verify(`Bearer ${token}`, peer)).subject).toBe('acme/alice');
+  // Verified once and remembered; the broker then retires the key.
+  published = [];
+  expect(await refusal(rotating.verify(`Bearer ${token}`, peer))).toMatch(
+    /^ERR_INFERENCE_UNAUTHENTICATED: token signing key is unknown/,
+  );
+  // One changed byte of a remembered token is a different token, checked in full.
+  published = [jwk];
+  await rotating.verify(`Bearer ${token}`, peer);
+  const last = token.at(-2) === 'A' ? 'B' : 'A';
+  const tampered = `${token.slice(0, -2)}${last}${token.at(-1)}`;
+  expect(await refusal(rotating.verify(`Bearer ${tampered}`, peer))).toMatch(
+    /UNAUTHENTICATED: token (signature is invalid|is invalid)/,
+  );
+});

@@ -6,7 +6,8 @@
  * over a connection with exactly that client certificate, and a partner client that presents
  * its own certificate must use a token bound to it.
  */
-import { errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import type { JWTPayload, JWTVerifyGetKey } from 'jose';
+import { createJwtVerifier, TokenError, type JwtAlgorithm } from '../../../mesh/tokens/index.ts';
 import type { PeerIdentity } from '../../../mesh/kit/index.ts';
 import { InferenceError } from '../errors.ts';
 
@@ -80,42 +81,27 @@ export function createTokenGuard(options: TokenGuardOptions): TokenGuard {
     cacheSize: 10_000,
     ...options,
   };
-  const verified = new Map<string, JWTPayload>();
-
-  const verifyJwt = async (token: string): Promise<JWTPayload> => {
-    const cached = verified.get(token);
-    if (cached) {
-      const now = config.now().getTime() / 1000;
-      if (typeof cached.exp === 'number' && now > cached.exp + config.clockToleranceSec) {
-        verified.delete(token);
-        throw unauthenticated('token has expired');
-      }
-      if (typeof cached.nbf === 'number' && now < cached.nbf - config.clockToleranceSec) {
-        throw unauthenticated('token is not yet valid');
-      }
-      return cached;
-    }
-    let payload: JWTPayload;
-    try {
-      ({ payload } = await jwtVerify(token, config.keys, {
-        issuer: config.issuer,
-        audience: config.audience,
-        algorithms: config.algorithms,
-        typ: 'at+jwt',
-        clockTolerance: config.clockToleranceSec,
-        currentDate: config.now(),
-        requiredClaims: ['exp', 'sub', 'iat'],
-      }));
-    } catch (err) {
-      throw unauthenticated(describeJoseError(err), err);
-    }
-    if (config.cacheSize > 0) {
-      if (verified.size >= config.cacheSize) verified.delete(verified.keys().next().value!);
-      verified.set(token, payload);
-    }
-    return payload;
-  };
   if (!config.issuer) throw new Error('createTokenGuard: option "issuer" is required');
+  // Verified tokens are remembered by their exact text; every use re-checks the time window
+  // and that the verifying key is still published (see mesh/tokens).
+  const jwt = createJwtVerifier({
+    issuer: config.issuer,
+    audience: config.audience,
+    keys: config.keys,
+    algorithms: config.algorithms as JwtAlgorithm[],
+    typ: 'at+jwt',
+    requiredClaims: ['exp', 'sub', 'iat'],
+    clockToleranceSec: config.clockToleranceSec,
+    now: config.now,
+    cacheSize: config.cacheSize,
+  });
+  const verifyJwt = async (token: string): Promise<JWTPayload> => {
+    try {
+      return (await jwt.verify(token)).payload;
+    } catch (err) {
+      throw unauthenticated(describeTokenError(err, config.audience), err);
+    }
+  };
 
   return {
     async verify(authorization, peer) {
@@ -149,19 +135,30 @@ export function createTokenGuard(options: TokenGuardOptions): TokenGuard {
   };
 }
 
-function describeJoseError(err: unknown): string {
-  if (err instanceof joseErrors.JWTExpired) return 'token has expired';
-  if (err instanceof joseErrors.JWTClaimValidationFailed) {
-    if (err.claim === 'aud') return 'token audience is not urn:bulwark:inference';
-    if (err.claim === 'iss') return 'token issuer is not trusted';
-    if (err.claim === 'nbf') return 'token is not yet valid';
-    if (err.claim === 'typ') return 'token type must be at+jwt';
-    return `token claim ${err.claim} is invalid`;
+function describeTokenError(err: unknown, audience: string): string {
+  if (!(err instanceof TokenError)) return 'token is invalid';
+  switch (err.code) {
+    case 'ERR_TOKEN_EXPIRED':
+      return 'token has expired';
+    case 'ERR_TOKEN_NOT_YET_VALID':
+      return 'token is not yet valid';
+    case 'ERR_TOKEN_TYPE_NOT_ALLOWED':
+      return 'token type must be at+jwt';
+    case 'ERR_TOKEN_ALGORITHM_NOT_ALLOWED':
+      return 'token algorithm is not allowed';
+    case 'ERR_TOKEN_SIGNATURE_INVALID':
+      return 'token signature is invalid';
+    case 'ERR_TOKEN_KEY_NOT_FOUND':
+      return 'token signing key is unknown';
+    case 'ERR_TOKEN_KEYS_UNAVAILABLE':
+      return "the broker's signing keys are unavailable";
+    case 'ERR_TOKEN_CLAIM_INVALID':
+      if (err.claim === 'aud') return `token audience is not ${audience}`;
+      if (err.claim === 'iss') return 'token issuer is not trusted';
+      return `token claim ${err.claim ?? ''} is invalid`;
+    default:
+      return 'token is invalid';
   }
-  if (err instanceof joseErrors.JOSEAlgNotAllowed) return 'token algorithm is not allowed';
-  if (err instanceof joseErrors.JWSSignatureVerificationFailed) return 'token signature is invalid';
-  if (err instanceof joseErrors.JWKSNoMatchingKey) return 'token signing key is unknown';
-  return 'token is invalid';
 }
 
 /** Refuses a caller without a scope (PERMISSION_DENIED). */
