@@ -19,7 +19,7 @@
  * `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile both sides).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -62,6 +62,7 @@ import {
 import { verifyStore } from '../services/audit/verify.ts';
 import { startPostgres } from '../test/support/postgres.ts';
 import type { BenchReport } from './run.ts';
+import { processCpuSeconds } from './support/cpu.ts';
 
 const MAIN = join(import.meta.dirname, '..', 'services', 'audit', 'main.ts');
 const SECONDS = Number(process.env.AUDIT_BENCH_SECONDS ?? 4);
@@ -140,9 +141,7 @@ interface ClientOutcome {
 /** CPU time (user + system) a process has used so far, in µs; 0 where /proc is missing. */
 function processCpuUs(pid: number | undefined): number {
   try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    // utime and stime are fields 14 and 15 of stat (11 and 12 after the command name).
-    return ((Number(fields[11]) + Number(fields[12])) * 1e6) / 100;
+    return pid === undefined ? 0 : processCpuSeconds(pid) * 1e6;
   } catch {
     return 0;
   }

@@ -33,7 +33,7 @@ import {
   verify as verifySignature,
   type KeyObject,
 } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -51,6 +51,7 @@ import { TOKEN_EXCHANGE_GRANT } from '../identity/index.ts';
 import { createJwtVerifier } from '../mesh/tokens/index.ts';
 import { createTokenVerifier } from '../services/policy/token-verifier.ts';
 import type { BenchReport } from './run.ts';
+import { processCpuSeconds } from './support/cpu.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16);
@@ -59,7 +60,6 @@ const TOKEN_POOL = Number(process.env.BENCH_TOKEN_POOL ?? 1000);
 const PROFILE_DIR = process.env.BENCH_BROKER_PROFILE;
 const WARMUP_MS = Number(process.env.BENCH_WARMUP_MS ?? 1000);
 const ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
-const CLK_TCK = 100;
 const ISSUANCE_PHASES = [
   'client-credentials',
   'client-credentials-mtls',
@@ -111,10 +111,7 @@ function percentile(sorted: number[], p: number): number {
 function processCpuMs(pid: number | undefined): number {
   if (pid === undefined) return 0;
   try {
-    // Fields after the command name (which may hold spaces) start at field 3.
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
+    return processCpuSeconds(pid) * 1000;
   } catch {
     return 0;
   }
@@ -168,11 +165,15 @@ async function closedLoop(
   };
 }
 
-/** A bare keep-alive HTTPS client: POSTs a pre-built form, reads the status, drops the body. */
-function formPoster(url: string, agent: Agent): (body: Buffer) => Promise<number> {
+/** A bare keep-alive HTTPS client: POSTs a pre-built form, resolves with status and body. */
+function formRequest(
+  url: string,
+  agent: Agent,
+  keepBody: boolean,
+): (body: Buffer) => Promise<{ status: number; body: Buffer }> {
   const target = new URL(url);
   return (body) =>
-    new Promise<number>((resolve, reject) => {
+    new Promise((resolve, reject) => {
       const req = request(
         {
           host: target.hostname,
@@ -186,14 +187,24 @@ function formPoster(url: string, agent: Agent): (body: Buffer) => Promise<number
           },
         },
         (res) => {
-          res.resume();
-          res.on('end', () => resolve(res.statusCode ?? 0));
+          const chunks: Buffer[] = [];
+          if (keepBody) res.on('data', (c: Buffer) => chunks.push(c));
+          else res.resume();
+          res.on('end', () =>
+            resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }),
+          );
           res.on('error', reject);
         },
       );
       req.on('error', reject);
       req.end(body);
     });
+}
+
+/** POSTs a pre-built form, reads the status, drops the body. */
+function formPoster(url: string, agent: Agent): (body: Buffer) => Promise<number> {
+  const post = formRequest(url, agent, false);
+  return async (body) => (await post(body)).status;
 }
 
 /** RFC 7523 client assertions, signed with node:crypto before the measurement starts. */
@@ -404,41 +415,18 @@ async function issueTokens(h: Harness, issuer: string, count: number): Promise<s
     cert: h.partnerCert.cert,
     key: h.partnerCert.key,
   });
-  const target = new URL(`${issuer}/token`);
+  const post = formRequest(`${issuer}/token`, agent, true);
   const body = form({
     grant_type: 'client_credentials',
     client_id: 'acme-batch',
     resource: 'urn:bulwark:inference',
   });
-  const one = () =>
-    new Promise<string>((resolve, reject) => {
-      const req = request(
-        {
-          host: target.hostname,
-          port: target.port,
-          path: target.pathname,
-          method: 'POST',
-          agent,
-          headers: {
-            'content-type': 'application/x-www-form-urlencoded',
-            'content-length': body.length,
-          },
-        },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => {
-            const parsed = JSON.parse(Buffer.concat(chunks).toString()) as {
-              access_token?: string;
-            };
-            if (res.statusCode === 200 && parsed.access_token) resolve(parsed.access_token);
-            else reject(new Error(`token request failed with ${res.statusCode}`));
-          });
-        },
-      );
-      req.on('error', reject);
-      req.end(body);
-    });
+  const one = async () => {
+    const res = await post(body);
+    const parsed = JSON.parse(res.body.toString()) as { access_token?: string };
+    if (res.status === 200 && parsed.access_token) return parsed.access_token;
+    throw new Error(`token request failed with ${res.status}`);
+  };
   const tokens: string[] = [];
   try {
     await Promise.all(
