@@ -22,7 +22,7 @@ export interface BatchingAuditTransport {
 }
 
 export interface AuditPipelineOptions {
-  /** Appends under way at once before records start to gather. Default 2. */
+  /** Appends under way at once before records start to gather. Default 1. */
   maxInFlight?: number;
   /** Most records in one `AppendBatch`. Default 256. */
   maxBatch?: number;
@@ -40,7 +40,7 @@ interface Pending {
 /**
  * @example
  * ```ts
- * const audit = createAuditPipeline(promiseAuditTransport(auditClient), { maxInFlight: 2 });
+ * const audit = createAuditPipeline(auditTransport(auditClient));
  * const receipt = await audit.append(record); // durable and sequenced
  * ```
  */
@@ -48,7 +48,7 @@ export function createAuditPipeline(
   transport: BatchingAuditTransport,
   options: AuditPipelineOptions = {},
 ): AuditClient {
-  const maxInFlight = Math.max(1, options.maxInFlight ?? 2);
+  const maxInFlight = Math.max(1, options.maxInFlight ?? 1);
   const maxBatch = Math.max(1, options.maxBatch ?? 256);
   let queue: Pending[] = [];
   let inFlight = 0;
