@@ -10,10 +10,15 @@
  * keep. Target: mTLS+telemetry keeps >= 85% of plaintext throughput.
  *
  * Knobs: BENCH_SECONDS (measured seconds per variant, default 10), BENCH_ROUNDS (default 2),
- * BENCH_CONCURRENCY (calls in flight, default 32).
+ * BENCH_CONCURRENCY (calls in flight, default 32), BENCH_VARIANTS (comma list of variants to run;
+ * `plaintext` is always run, as the baseline), BENCH_CHILD_FLAGS (extra Node flags for the
+ * server and load processes, e.g. `--max-semi-space-size=16`), BENCH_CPU_PROFILE (a directory:
+ * each server and load process writes a `.cpuprofile` of the measured window only, without
+ * start-up and warm-up, named `<role>-<variant>-<pid>-<n>.cpuprofile`).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -86,6 +91,28 @@ function percentile(sorted: Float64Array, p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
+/**
+ * Starts the V8 CPU profiler when BENCH_CPU_PROFILE names a directory; the returned function
+ * stops it and writes the profile there.
+ */
+async function startProfile(options: ChildOptions): Promise<() => Promise<void>> {
+  const dir = process.env['BENCH_CPU_PROFILE'];
+  if (!dir) return async () => {};
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 100 });
+  await session.post('Profiler.start');
+  return async () => {
+    const { profile } = await session.post('Profiler.stop');
+    profileCount += 1;
+    const name = `${options.role}-${options.variant}-${process.pid}-${profileCount}.cpuprofile`;
+    writeFileSync(join(dir, name), JSON.stringify(profile));
+    session.disconnect();
+  };
+}
+let profileCount = 0;
+
 function telemetryFor(options: ChildOptions, name: string): Telemetry | undefined {
   if (!options.variant.includes('+telemetry')) return undefined;
   return createTelemetry({
@@ -147,13 +174,21 @@ async function serve(options: ChildOptions): Promise<void> {
   };
   process.stdin.on('end', () => void exit());
   // Each line on stdin asks for the CPU time used and calls handled so far.
+  // Between the two requests of a load run, the measured window may be profiled.
   let pending = '';
+  let stopProfile: (() => Promise<void>) | undefined;
   process.stdin.on('data', (chunk: Buffer) => {
     pending += chunk.toString();
     for (let newline = pending.indexOf('\n'); newline >= 0; newline = pending.indexOf('\n')) {
       pending = pending.slice(newline + 1);
       const cpu = process.cpuUsage();
       process.stdout.write(JSON.stringify({ cpuMicros: cpu.user + cpu.system, handled }) + '\n');
+      if (stopProfile) {
+        void stopProfile();
+        stopProfile = undefined;
+      } else {
+        void startProfile(options).then((stop) => (stopProfile = stop));
+      }
     }
   });
 }
@@ -190,7 +225,11 @@ async function load(options: ChildOptions): Promise<void> {
   const measureFrom = begin + (options.warmupMs ?? 1000);
   const end = measureFrom + (options.durationMs ?? 5000);
   let cpuAtStart = process.cpuUsage();
-  setTimeout(() => (cpuAtStart = process.cpuUsage()), measureFrom - begin);
+  let stopProfile = async () => {};
+  setTimeout(() => {
+    void startProfile(options).then((stop) => (stopProfile = stop));
+    cpuAtStart = process.cpuUsage();
+  }, measureFrom - begin);
   const worker = async () => {
     for (;;) {
       const t0 = performance.now();
@@ -206,6 +245,7 @@ async function load(options: ChildOptions): Promise<void> {
   await Promise.all(Array.from({ length: options.concurrency ?? 32 }, worker));
   const seconds = (performance.now() - measureFrom) / 1000;
   const cpu = process.cpuUsage(cpuAtStart);
+  await stopProfile();
   client.close();
   await telemetry?.shutdown();
   const result: LoadResult = {
@@ -227,7 +267,8 @@ interface Child {
 
 /** Spawns this file in a child role. */
 function child(options: ChildOptions): Child {
-  const proc = spawn(process.execPath, [SELF, JSON.stringify(options)], {
+  const flags = (process.env['BENCH_CHILD_FLAGS'] ?? '').split(' ').filter(Boolean);
+  const proc = spawn(process.execPath, [...flags, SELF, JSON.stringify(options)], {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
   const lines: string[] = [];
@@ -268,11 +309,29 @@ interface ServerCpu {
   handled: number;
 }
 
+/** BENCH_VARIANTS → the variants to run, in their usual order, always with the baseline. */
+function selectVariants(setting: string | undefined): Variant[] {
+  const names = new Set(
+    (setting ?? '')
+      .split(',')
+      .map((name) => name.trim())
+      .filter(Boolean),
+  );
+  if (names.size === 0) return [...VARIANTS];
+  for (const name of names) {
+    if (!(VARIANTS as readonly string[]).includes(name)) {
+      throw new Error(`BENCH_VARIANTS: unknown variant "${name}" (known: ${VARIANTS.join(', ')})`);
+    }
+  }
+  return VARIANTS.filter((variant) => variant === 'plaintext' || names.has(variant));
+}
+
 /** Runs the benchmark; see the file comment. */
 export async function run(): Promise<BenchReport> {
   const seconds = Number(process.env['BENCH_SECONDS'] ?? 10);
   const rounds = Math.max(1, Number(process.env['BENCH_ROUNDS'] ?? 2));
   const concurrency = Number(process.env['BENCH_CONCURRENCY'] ?? 32);
+  const variants = selectVariants(process.env['BENCH_VARIANTS']);
   const dir = mkdtempSync(join(tmpdir(), 'bulwark-bench-'));
   const pki = await createTestPki({ dir, services: ['bench-server', 'bench-client'] });
   const files = (name: string): TlsFiles => ({
@@ -283,7 +342,7 @@ export async function run(): Promise<BenchReport> {
   const servers = new Map<Variant, { child: Child; port: number }>();
   const totals = new Map<Variant, Totals>();
   try {
-    for (const variant of VARIANTS) {
+    for (const variant of variants) {
       const server = child({
         role: 'server',
         variant,
@@ -294,7 +353,7 @@ export async function run(): Promise<BenchReport> {
       servers.set(variant, { child: server, port: (await server.next<{ port: number }>()).port });
     }
     for (let round = 1; round <= rounds; round += 1) {
-      for (const variant of VARIANTS) {
+      for (const variant of variants) {
         process.stderr.write(`round ${round}/${rounds}: ${variant} ...\n`);
         const server = servers.get(variant)!;
         server.child.process.stdin!.write('cpu\n');
@@ -349,7 +408,7 @@ export async function run(): Promise<BenchReport> {
   const baseRps = base.calls / base.seconds;
   const baseServerCpu = base.serverCpuMicros / base.serverCalls;
   const baseClientCpu = base.clientCpuMicros / base.calls;
-  const rows = VARIANTS.map((variant) => {
+  const rows = variants.map((variant) => {
     const r = totals.get(variant)!;
     const sorted = Float64Array.from(r.latencies).sort();
     const rps = r.calls / r.seconds;
@@ -358,6 +417,7 @@ export async function run(): Promise<BenchReport> {
     return {
       variant,
       calls: r.calls,
+      serverCalls: r.serverCalls,
       errors: r.errors,
       seconds: Number(r.seconds.toFixed(2)),
       throughput: Math.round(rps),
@@ -372,7 +432,7 @@ export async function run(): Promise<BenchReport> {
       clientCapacityRatio: Number((baseClientCpu / clientCpu).toFixed(3)),
     };
   });
-  const full = rows.find((r) => r.variant === 'mtls+telemetry')!;
+  const full = rows.find((r) => r.variant === 'mtls+telemetry');
   const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
   const text = [
     'variant               calls/s   p50 ms   p99 ms  vs plain   srv CPU µs/call  vs plain   cli CPU µs/call  vs plain',
@@ -390,15 +450,17 @@ export async function run(): Promise<BenchReport> {
       ].join(' '),
     ),
     `errors: ${rows.map((r) => `${r.variant} ${r.errors}`).join(', ')}`,
-    ...(['mtls+telemetry', 'mtls+telemetry-10%'] as const).map((variant) => {
-      const r = rows.find((row) => row.variant === variant)!;
-      const verdict = (x: number) => (x >= 0.85 ? 'met' : 'NOT met');
-      return (
-        `target ${variant} >= 85% of plaintext: throughput ${pct(r.throughputRatio)} ` +
-        `(${verdict(r.throughputRatio)}), server CPU capacity ${pct(r.serverCapacityRatio)} ` +
-        `(${verdict(r.serverCapacityRatio)})`
-      );
-    }),
+    ...rows
+      .filter((r) => r.variant === 'mtls+telemetry' || r.variant === 'mtls+telemetry-10%')
+      .map((r) => {
+        const variant = r.variant;
+        const verdict = (x: number) => (x >= 0.85 ? 'met' : 'NOT met');
+        return (
+          `target ${variant} >= 85% of plaintext: throughput ${pct(r.throughputRatio)} ` +
+          `(${verdict(r.throughputRatio)}), server CPU capacity ${pct(r.serverCapacityRatio)} ` +
+          `(${verdict(r.serverCapacityRatio)})`
+        );
+      }),
   ].join('\n');
   return {
     title:
@@ -411,7 +473,7 @@ export async function run(): Promise<BenchReport> {
       rounds,
       messageBytes: MESSAGE.length,
       rows,
-      targetMet: {
+      targetMet: full && {
         throughput: full.throughputRatio >= 0.85,
         serverCapacity: full.serverCapacityRatio >= 0.85,
       },

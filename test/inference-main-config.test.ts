@@ -175,7 +175,7 @@ test('--ca names the CA of the JWKS fetch: another CA means no keys and no calle
   const err = await metadataCall(address);
   expect({ code: err.code, details: err.details }).toEqual({
     code: grpc.status.UNAUTHENTICATED,
-    details: 'token is invalid',
+    details: "the broker's signing keys are unavailable",
   });
 }, 60_000);
 

@@ -61,12 +61,21 @@ export type GrpcClientConstructor<C extends Client> = new (
  * hang forever on a stuck peer.
  */
 export function defaultDeadlineInterceptor(ms: number): Interceptor {
-  // Calls that already carry a deadline pass through with their options untouched.
+  return withDefaultDeadline(ms, (options, nextCall) => new InterceptingCall(nextCall(options)));
+}
+
+/**
+ * `interceptor` with the default deadline applied to its call options first: one grpc-js layer
+ * instead of a deadline layer plus the interceptor's (each layer costs every call a few
+ * allocations and hops). Calls that already carry a deadline pass through untouched.
+ */
+function withDefaultDeadline(ms: number, interceptor: Interceptor): Interceptor {
   return (options, nextCall) =>
-    new InterceptingCall(
+    interceptor(
       options.deadline === undefined || options.deadline === Infinity
-        ? nextCall({ ...options, deadline: new Date(Date.now() + ms) })
-        : nextCall(options),
+        ? { ...options, deadline: new Date(Date.now() + ms) }
+        : options,
+      nextCall,
     );
 }
 
@@ -156,9 +165,14 @@ export function createMeshClient<C extends Client>(
     ...MESH_GRPC_OPTIONS,
     ...(loopback ? { 'grpc.ssl_target_name_override': 'localhost' } : {}),
     ...options.channelOptions,
-    interceptors: [
-      defaultDeadlineInterceptor(options.defaultDeadlineMs ?? 10_000),
-      ...(options.interceptors ?? []),
-    ],
+    interceptors: clientInterceptors(options.defaultDeadlineMs ?? 10_000, options.interceptors),
   });
+}
+
+/** The deadline, run first, folded into the first extra interceptor when there is one. */
+function clientInterceptors(deadlineMs: number, extra: Interceptor[] = []): Interceptor[] {
+  const [first, ...rest] = extra;
+  return first
+    ? [withDefaultDeadline(deadlineMs, first), ...rest]
+    : [defaultDeadlineInterceptor(deadlineMs)];
 }

@@ -2,8 +2,13 @@ import { ServerInterceptingCall, type ServerInterceptor } from '@grpc/grpc-js';
 
 /** Counts calls between their start and their final status, so shutdown can wait for them. */
 export interface InFlightCalls {
+  /** A grpc-js interceptor that counts every call (when the kit stacks interceptors). */
   readonly interceptor: ServerInterceptor;
   readonly count: number;
+  /** A call started (for the kit's combined interceptor; pair with {@link leave}). */
+  enter(): void;
+  /** A call that {@link enter}ed ended. */
+  leave(): void;
   /** Resolves once no call is in flight. */
   idle(): Promise<void>;
 }
@@ -11,7 +16,10 @@ export interface InFlightCalls {
 export function trackInFlightCalls(): InFlightCalls {
   let count = 0;
   const waiters: (() => void)[] = [];
-  const done = () => {
+  const enter = () => {
+    count += 1;
+  };
+  const leave = () => {
     count -= 1;
     if (count === 0) {
       for (const wake of waiters.splice(0)) wake();
@@ -24,9 +32,9 @@ export function trackInFlightCalls(): InFlightCalls {
     const finish = () => {
       if (finished) return;
       finished = true;
-      done();
+      leave();
     };
-    count += 1;
+    enter();
     return new ServerInterceptingCall(call, {
       start: (next) => next({ onCancel: finish }),
       sendStatus: (status, next) => {
@@ -40,6 +48,8 @@ export function trackInFlightCalls(): InFlightCalls {
     get count() {
       return count;
     },
+    enter,
+    leave,
     idle: () =>
       count === 0
         ? Promise.resolve()

@@ -23,3 +23,9 @@ export { createHealthService, type MeshHealth, type ServingStatus } from './heal
 export { probeHealth, type HealthProbeOptions, type HealthProbeResult } from './health-probe.ts';
 export { serverStreamHandler, unaryHandler, type HandlerOptions } from './handlers.ts';
 export { type TlsFiles } from './tls-files.ts';
+export {
+  CALL_OBSERVER,
+  type CallObservation,
+  type CallObserver,
+  type ObservedMethod,
+} from './call-observer.ts';

@@ -13,10 +13,17 @@ import { spiffeIdOf } from '../ca/index.ts';
 import { compileAllowList, type PeerAllowList } from './allow-list.ts';
 import { MESH_GRPC_OPTIONS } from './grpc-defaults.ts';
 import { createHealthService, type MeshHealth } from './health.ts';
-import { trackInFlightCalls } from './in-flight.ts';
+import { createMeshCallInterceptor } from './call-interceptor.ts';
+import { callObserverOf } from './call-observer.ts';
+import { trackInFlightCalls, type InFlightCalls } from './in-flight.ts';
 import { connectionPeerOf, type ConnectionPeer } from './peer-identity.ts';
 import { MeshError } from './mesh-error.ts';
-import { createPeerCheckInterceptor, type ClientCertificateMode } from './peer-check.ts';
+import {
+  createPeerCheckInterceptor,
+  createPeerGate,
+  type ClientCertificateMode,
+  type PeerGate,
+} from './peer-check.ts';
 import {
   describeAuthorizationError,
   describeHandshakeError,
@@ -140,30 +147,22 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
   const connections = new Map<string, ConnectionPeer>();
   const health = createHealthService({ '': 'SERVING' });
   const inFlight = trackInFlightCalls();
+  const gate = createPeerGate(
+    isAllowed,
+    config.clientCertificate,
+    logger,
+    (call) => {
+      const info = call.getConnectionInfo();
+      return connections.get(connectionKey(info.remoteAddress, info.remotePort, info.localPort));
+    },
+    // Container probes run beside the service with its own certificate: that identity may ask
+    // Health/Check and nothing else. Whoever holds the key can already be the service.
+    (peerId, method) => method === HEALTH_CHECK_PATH && peerId === spiffeId,
+  );
   const grpcServer = new Server({
     ...MESH_GRPC_OPTIONS,
     ...config.grpcOptions,
-    // grpc-js nests interceptors so that later ones see a call's status first: the peer
-    // check comes last so extra (telemetry) interceptors still see its refusals, and the
-    // in-flight counter first so it sees every call end.
-    interceptors: [
-      inFlight.interceptor,
-      ...config.interceptors,
-      createPeerCheckInterceptor(
-        isAllowed,
-        config.clientCertificate,
-        logger,
-        (call) => {
-          const info = call.getConnectionInfo();
-          return connections.get(
-            connectionKey(info.remoteAddress, info.remotePort, info.localPort),
-          );
-        },
-        // Container probes run beside the service with its own certificate: that identity may
-        // ask Health/Check and nothing else. Whoever holds the key can already be the service.
-        (peerId, method) => method === HEALTH_CHECK_PATH && peerId === spiffeId,
-      ),
-    ],
+    interceptors: serverInterceptors(config.interceptors, inFlight, gate),
   });
   grpcServer.addService(health.definition, health.implementation);
   // TLS is already terminated below; grpc-js speaks HTTP/2 over the decrypted socket.
@@ -329,6 +328,25 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
       return shuttingDown;
     },
   };
+}
+
+/**
+ * The server's interceptors. grpc-js nests them so that later ones see a call's status first:
+ * the peer check comes last so extra (telemetry) interceptors still see its refusals, and the
+ * in-flight counter first so it sees every call end. When the extra interceptors are just an
+ * observer (telemetry) or none, all of it is one interceptor: each grpc-js layer costs every
+ * call a few allocations and hops.
+ */
+function serverInterceptors(
+  extra: ServerInterceptor[],
+  inFlight: InFlightCalls,
+  gate: PeerGate,
+): ServerInterceptor[] {
+  const observer = extra.length === 1 ? callObserverOf(extra[0]!) : undefined;
+  if (extra.length === 0 || observer) {
+    return [createMeshCallInterceptor(inFlight, gate, observer)];
+  }
+  return [inFlight.interceptor, ...extra, createPeerCheckInterceptor(gate)];
 }
 
 const connectionKey = (address?: string, port?: number, localPort?: number) =>

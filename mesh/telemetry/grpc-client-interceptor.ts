@@ -1,15 +1,27 @@
-import { InterceptingCall, status, type Interceptor, type Listener } from '@grpc/grpc-js';
+import {
+  InterceptingCall,
+  status,
+  type Interceptor,
+  type Listener,
+  type Metadata,
+  type StatusObject,
+} from '@grpc/grpc-js';
 import {
   context,
+  INVALID_TRACEID,
   SpanKind,
   SpanStatusCode,
   trace,
   type Attributes,
+  type Context,
+  type Span,
   type TextMapPropagator,
   type Tracer,
 } from '@opentelemetry/api';
+import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { grpcCodeName, metadataSetter, splitMethodPath } from './grpc-names.ts';
 import { scrubSecrets } from './redact.ts';
+import { createRpcSpanStarter } from './rpc-span.ts';
 
 /** Options of {@link createClientInterceptor}. */
 export interface ClientInterceptorOptions {
@@ -32,7 +44,26 @@ export interface ClientInterceptorOptions {
  * ```
  */
 export function createClientInterceptor(options: ClientInterceptorOptions): Interceptor {
-  const { tracer, propagator } = options;
+  const { propagator } = options;
+  const startSpan = createRpcSpanStarter(options.tracer);
+  // With the plain W3C propagator (the default) the header is written directly: the same
+  // `traceparent`/`tracestate` it would write, without its generic checks and a context object.
+  const inject: (span: Span, parent: Context, metadata: Metadata) => void =
+    propagator instanceof W3CTraceContextPropagator
+      ? (span, _parent, metadata) => {
+          const spanContext = span.spanContext();
+          // A suppressed or invalid context has nothing to propagate.
+          if (spanContext.traceId === INVALID_TRACEID) return;
+          metadata.set(
+            'traceparent',
+            `00-${spanContext.traceId}-${spanContext.spanId}-0${Number(spanContext.traceFlags || 0).toString(16)}`,
+          );
+          if (spanContext.traceState) {
+            metadata.set('tracestate', spanContext.traceState.serialize());
+          }
+        }
+      : (span, parent, metadata) =>
+          propagator.inject(trace.setSpan(parent, span), metadata, metadataSetter);
   // Span name and attributes depend only on the method: build them once per method.
   const methods = new Map<string, { name: string; attributes: Attributes }>();
   return (callOptions, nextCall) => {
@@ -47,42 +78,61 @@ export function createClientInterceptor(options: ClientInterceptorOptions): Inte
       methods.set(path, info);
     }
     const parent = context.active();
-    const span = tracer.startSpan(
-      info.name,
-      { kind: SpanKind.CLIENT, attributes: info.attributes },
-      parent,
-    );
-    const spanContext = trace.setSpan(parent, span);
-    // Unsampled spans record nothing: skip the attribute and status work for them.
-    const recording = span.isRecording();
-    const listener: Listener = {
-      onReceiveStatus: (statusObject, nextStatus) => {
-        if (recording) {
-          span.setAttribute('rpc.grpc.status_code', statusObject.code);
-          if (statusObject.code !== status.OK) {
-            span.setStatus({
-              code: SpanStatusCode.ERROR,
-              message: scrubSecrets(
-                `${grpcCodeName(statusObject.code)}: ${statusObject.details ?? ''}`,
-              ),
-            });
-          }
-        }
-        span.end();
-        context.with(parent, nextStatus, undefined, statusObject);
-      },
-    };
+    const span = startSpan(info.name, SpanKind.CLIENT, info.attributes, parent);
+    const call = new ClientCall(span, parent);
     // A unary response reaches the caller with the status; only streamed responses run caller
     // code per message (an unset listener method passes straight through).
-    if (callOptions.method_definition.responseStream) {
-      listener.onReceiveMessage = (message, nextMessage) =>
-        context.with(parent, nextMessage, undefined, message);
-    }
+    const listener: Listener = callOptions.method_definition.responseStream
+      ? { onReceiveStatus: call.onReceiveStatus, onReceiveMessage: call.onReceiveMessage }
+      : { onReceiveStatus: call.onReceiveStatus };
     return new InterceptingCall(nextCall(callOptions), {
       start: (metadata, _listener, next) => {
-        propagator.inject(spanContext, metadata, metadataSetter);
+        inject(span, parent, metadata);
         next(metadata, listener);
       },
     });
   };
+}
+
+/** One traced client call. */
+class ClientCall {
+  readonly #span: Span;
+  readonly #parent: Context;
+
+  constructor(span: Span, parent: Context) {
+    this.#span = span;
+    this.#parent = parent;
+  }
+
+  readonly onReceiveStatus = (
+    statusObject: StatusObject,
+    next: (statusObject: StatusObject) => void,
+  ): void => {
+    const span = this.#span;
+    // Unsampled spans record nothing: skip the attribute and status work for them.
+    if (span.isRecording()) {
+      span.setAttribute('rpc.grpc.status_code', statusObject.code);
+      if (statusObject.code !== status.OK) {
+        span.setStatus({
+          code: SpanStatusCode.ERROR,
+          message: scrubSecrets(
+            `${grpcCodeName(statusObject.code)}: ${statusObject.details ?? ''}`,
+          ),
+        });
+      }
+    }
+    span.end();
+    this.#inCaller(next, statusObject);
+  };
+
+  readonly onReceiveMessage = (message: unknown, next: (message: unknown) => void): void =>
+    this.#inCaller(next, message);
+
+  // The caller's callback runs in the caller's context. Usually it already is the active one
+  // (a caller outside any trace, answered from the connection's root context): then there is
+  // nothing to switch.
+  #inCaller<A>(fn: (arg: A) => void, arg: A): void {
+    if (context.active() === this.#parent) fn(arg);
+    else context.with(this.#parent, fn, undefined, arg);
+  }
 }

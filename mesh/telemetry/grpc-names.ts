@@ -49,7 +49,8 @@ export const metadataGetter: TextMapGetter<Metadata> = {
   get: (carrier, key) => {
     const values = carrier.get(key);
     if (values.length === 0) return undefined;
-    return values.map(String);
+    // One value is the rule: no array for it.
+    return values.length === 1 ? String(values[0]) : values.map(String);
   },
 };
 

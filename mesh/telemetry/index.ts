@@ -41,5 +41,9 @@ export {
 export { createLogger, type LoggerOptions } from './logger.ts';
 export { isSecretKey, redactAttributes, redactValue, REDACTED, scrubSecrets } from './redact.ts';
 export { JsonLinesSpanExporter, readSpanFile, toSpanRecord, type SpanRecord } from './span-file.ts';
+export {
+  JsonLinesSpanProcessor,
+  type JsonLinesSpanProcessorOptions,
+} from './span-file-processor.ts';
 export { AsyncLocalContextManager, ensureContextManager } from './context-manager.ts';
 export { TelemetryError, type TelemetryErrorCode } from './telemetry-error.ts';

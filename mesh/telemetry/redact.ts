@@ -97,11 +97,28 @@ export function redactAttributes<T extends Record<string, unknown>>(attributes: 
   for (const key in attributes) {
     const value = attributes[key];
     if (isSecretKey(key)) return redactValue(attributes) as T;
-    if (typeof value === 'string' ? mayHoldSecret(value) : typeof value === 'object' && value) {
+    if (
+      typeof value === 'string' ? attributeMayHoldSecret(value) : typeof value === 'object' && value
+    ) {
       return redactValue(attributes) as T;
     }
   }
   return attributes;
+}
+
+// Span attribute values repeat (service and method names, peer addresses): their verdicts are
+// kept, so exporting a span rarely runs a pattern. Bounded; long values are not kept.
+const valueVerdicts = new Map<string, boolean>();
+function attributeMayHoldSecret(value: string): boolean {
+  let verdict = valueVerdicts.get(value);
+  if (verdict === undefined) {
+    verdict = mayHoldSecret(value);
+    if (value.length <= 256) {
+      if (valueVerdicts.size >= 4096) valueVerdicts.clear();
+      valueVerdicts.set(value, verdict);
+    }
+  }
+  return verdict;
 }
 
 const MAX_DEPTH = 10;

@@ -64,6 +64,87 @@ export function toSpanRecord(span: ReadableSpan): SpanRecord {
 }
 
 /**
+ * `JSON.stringify(toSpanRecord(span))`, the same text, built without the intermediate record:
+ * the exporter writes one line per span on the service's own thread.
+ */
+export function spanLine(span: ReadableSpan): string {
+  const ctx = span.spanContext();
+  const attributes = redactAttributes(span.attributes as Record<string, unknown>);
+  let line =
+    `{"traceId":${JSON.stringify(ctx.traceId)},"spanId":${JSON.stringify(ctx.spanId)}` +
+    `,"name":${jsonOf(span.name)},"kind":"${KINDS[span.kind]}"` +
+    `,"service":${serviceJsonOf(span.resource)}` +
+    `,"startTime":"${isoTime(hrTimeToMilliseconds(span.startTime))}"` +
+    `,"durationMs":${JSON.stringify(hrTimeToMilliseconds(span.duration))}` +
+    `,"status":{"code":"${STATUS[span.status.code]}"` +
+    (span.status.message ? `,"message":${JSON.stringify(span.status.message)}}` : '}') +
+    `,"attributes":${attributesJson(attributes)}`;
+  line +=
+    span.events.length === 0
+      ? ',"events":[]'
+      : `,"events":${JSON.stringify(toSpanRecord(span).events)}`;
+  if (span.parentSpanContext) {
+    line += `,"parentSpanId":${JSON.stringify(span.parentSpanContext.spanId)}`;
+  }
+  return line + '}';
+}
+
+// Names, attribute keys and most attribute values repeat from span to span: their JSON is kept
+// (bounded; long strings are not kept).
+const jsonCache = new Map<string, string>();
+function jsonOf(text: string): string {
+  let json = jsonCache.get(text);
+  if (json === undefined) {
+    json = JSON.stringify(text);
+    if (text.length <= 256) {
+      if (jsonCache.size >= 4096) jsonCache.clear();
+      jsonCache.set(text, json);
+    }
+  }
+  return json;
+}
+
+/** `JSON.stringify(attributes)` for flat span attributes, with repeated strings cached. */
+function attributesJson(attributes: Record<string, unknown>): string {
+  let json = '';
+  for (const key in attributes) {
+    const value = attributes[key];
+    let valueJson: string | undefined;
+    if (typeof value === 'string') valueJson = jsonOf(value);
+    else if (typeof value === 'number' && Number.isFinite(value)) valueJson = String(value);
+    else if (typeof value === 'boolean') valueJson = value ? 'true' : 'false';
+    // Arrays, non-finite numbers and anything odd: exactly what JSON.stringify does.
+    else valueJson = JSON.stringify(value);
+    if (valueJson === undefined) continue;
+    json += (json ? ',' : '{') + jsonOf(key) + ':' + valueJson;
+  }
+  return json ? json + '}' : '{}';
+}
+
+// Spans of one batch mostly start within the same millisecond.
+let lastIsoMs = Number.NaN;
+let lastIso = '';
+function isoTime(ms: number): string {
+  const whole = Math.trunc(ms);
+  if (whole !== lastIsoMs) {
+    lastIso = new Date(whole).toISOString();
+    lastIsoMs = whole;
+  }
+  return lastIso;
+}
+
+// A service has one resource: its `service` JSON is worked out once.
+const serviceJson = new WeakMap<object, string>();
+function serviceJsonOf(resource: ReadableSpan['resource']): string {
+  let json = serviceJson.get(resource);
+  if (json === undefined) {
+    json = JSON.stringify(String(resource.attributes['service.name'] ?? 'unknown'));
+    serviceJson.set(resource, json);
+  }
+  return json;
+}
+
+/**
  * A span exporter that appends one JSON object per line ({@link SpanRecord}) to a file. Several
  * processes may share one file: each export is a single append of whole lines.
  *
@@ -89,7 +170,8 @@ export class JsonLinesSpanExporter implements SpanExporter {
       return;
     }
     try {
-      const text = spans.map((span) => JSON.stringify(toSpanRecord(span)) + '\n').join('');
+      let text = '';
+      for (const span of spans) text += spanLine(span) + '\n';
       // One synchronous append per batch: lines from concurrent processes never interleave
       // within a line, and nothing is lost if the process exits right after the span ends.
       appendFileSync(this.path, text, { mode: 0o640 });

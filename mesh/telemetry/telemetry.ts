@@ -31,6 +31,7 @@ import {
   type ServeMetricsOptions,
 } from './metrics.ts';
 import { JsonLinesSpanExporter } from './span-file.ts';
+import { JsonLinesSpanProcessor } from './span-file-processor.ts';
 import { TelemetryError } from './telemetry-error.ts';
 
 /**
@@ -50,8 +51,10 @@ export interface TelemetryOptions {
   /** Append finished spans as JSON lines to this file. Default: `$BULWARK_TELEMETRY__TRACE_FILE`. */
   traceFile?: string;
   /**
-   * How spans reach the trace file: `'batch'` (in the background; flushed by `shutdown()`) or
-   * `'simple'` (written as each span ends; for tests and short-lived processes). Default: `'batch'`.
+   * How spans reach the trace file: `'batch'` (each span becomes its line when it ends; lines
+   * are appended 512 at a time or after 5 s, per `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` and
+   * `OTEL_BSP_SCHEDULE_DELAY`; flushed by `shutdown()`) or `'simple'` (written as each span
+   * ends; for tests and short-lived processes). Default: `'batch'`.
    */
   traceFileMode?: 'batch' | 'simple';
   /** Keep finished spans in memory (`telemetry.memoryExporter`). Default: `false`. */
@@ -86,7 +89,10 @@ export interface Telemetry {
   /** The service's metrics registry; add service metrics with `registers: [registry]`. */
   readonly registry: Registry;
   readonly grpcMetrics: GrpcServerMetrics;
-  /** SERVER spans + gRPC server metrics. Put it first in the server's interceptors. */
+  /**
+   * SERVER spans + gRPC server metrics. Put it first in the server's interceptors; a mesh
+   * server given it as its only extra interceptor runs it inside its own single interceptor.
+   */
   readonly serverInterceptor: ServerInterceptor;
   /** CLIENT spans + trace context injection. */
   readonly clientInterceptor: Interceptor;
@@ -147,11 +153,13 @@ export function createTelemetry(options: TelemetryOptions = {}): Telemetry {
     }
     const traceFile = options.traceFile ?? nonEmpty(env[TRACE_FILE_ENV]);
     if (traceFile) {
-      const exporter = new JsonLinesSpanExporter(traceFile);
       processors.push(
         options.traceFileMode === 'simple'
-          ? new SimpleSpanProcessor(exporter)
-          : new BatchSpanProcessor(exporter),
+          ? new SimpleSpanProcessor(new JsonLinesSpanExporter(traceFile))
+          : new JsonLinesSpanProcessor(traceFile, {
+              maxBatchLines: positiveInteger(env['OTEL_BSP_MAX_EXPORT_BATCH_SIZE']),
+              scheduledDelayMillis: positiveInteger(env['OTEL_BSP_SCHEDULE_DELAY']),
+            }),
       );
       exporters.push('file');
     }
@@ -215,6 +223,11 @@ export function createTelemetry(options: TelemetryOptions = {}): Telemetry {
       await tracerProvider.shutdown();
     },
   };
+}
+
+function positiveInteger(value: string | undefined): number | undefined {
+  const number = Number(nonEmpty(value));
+  return Number.isInteger(number) && number > 0 ? number : undefined;
 }
 
 function nonEmpty(value: string | undefined): string | undefined {
