@@ -4,6 +4,11 @@
  */
 export { EnvoyError, type EnvoyErrorCode } from './envoy-error.ts';
 export {
+  ENVOY_LOADER_OPTIONS,
+  loadEnvoyGrpcService,
+  type EnvoyGrpcService,
+} from './grpc-services.ts';
+export {
   BOOTSTRAP_TYPE,
   createEnvoySchema,
   loadEnvoySchema,

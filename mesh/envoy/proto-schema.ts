@@ -40,6 +40,16 @@ export function loadEnvoySchema(): EnvoySchema {
   return shared;
 }
 
+/** The `deps` folder of `@grpc/grpc-js-xds`, which holds Envoy's protos and their imports. */
+export function envoyDepsDir(): string {
+  return defaultDepsDir();
+}
+
+/** The include directories for Envoy's protos, in the order imports are resolved. */
+export function envoyIncludeDirs(): string[] {
+  return DEP_DIRS.map((dir) => path.join(defaultDepsDir(), dir));
+}
+
 function defaultDepsDir(): string {
   try {
     return path.join(path.dirname(require.resolve('@grpc/grpc-js-xds/package.json')), 'deps');

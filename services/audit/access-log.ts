@@ -6,60 +6,16 @@
  * Envoy streams forever and ignores the response, so each message is appended as it arrives;
  * entries that fail validation are counted and logged, never allowed to end the stream.
  */
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import {
-  loadPackageDefinition,
-  type ServiceDefinition,
-  type ServerReadableStream,
-  type sendUnaryData,
-} from '@grpc/grpc-js';
-import { loadSync } from '@grpc/proto-loader';
+import type { ServerReadableStream, sendUnaryData } from '@grpc/grpc-js';
+import { loadEnvoyGrpcService, type EnvoyGrpcService } from '../../mesh/envoy/grpc-services.ts';
 import { EventType, Outcome, type AuditRecord } from '../../gen/bulwark/audit/v1/audit.ts';
 
-export const ENVOY_LOADER_OPTIONS = {
-  keepCase: false,
-  longs: String,
-  enums: String,
-  defaults: false,
-  oneofs: true,
-} as const;
-
-export function envoyIncludeDirs(): string[] {
-  const require = createRequire(import.meta.url);
-  const root = join(dirname(require.resolve('@grpc/grpc-js-xds/package.json')), 'deps');
-  return ['envoy-api', 'xds', 'googleapis', 'protoc-gen-validate'].map((d) => join(root, d));
-}
-
-let loaded: { service: ServiceDefinition; client: new (...args: never[]) => unknown } | undefined;
-
 /** The AccessLogService definition and generic client class (cached). */
-export function loadAccessLogService(): {
-  service: ServiceDefinition;
-  client: new (...args: never[]) => unknown;
-} {
-  if (!loaded) {
-    const def = loadSync('envoy/service/accesslog/v3/als.proto', {
-      ...ENVOY_LOADER_OPTIONS,
-      includeDirs: envoyIncludeDirs(),
-    });
-    const pkg = loadPackageDefinition(def) as unknown as {
-      envoy: {
-        service: {
-          accesslog: {
-            v3: {
-              AccessLogService: { service: ServiceDefinition } & (new (
-                ...args: never[]
-              ) => unknown);
-            };
-          };
-        };
-      };
-    };
-    const ctor = pkg.envoy.service.accesslog.v3.AccessLogService;
-    loaded = { service: ctor.service, client: ctor };
-  }
-  return loaded;
+export function loadAccessLogService(): EnvoyGrpcService {
+  return loadEnvoyGrpcService(
+    'envoy/service/accesslog/v3/als.proto',
+    'envoy.service.accesslog.v3.AccessLogService',
+  );
 }
 
 interface Timestamp {

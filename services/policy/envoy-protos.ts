@@ -1,42 +1,14 @@
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { loadPackageDefinition, type ServiceDefinition } from '@grpc/grpc-js';
-import { loadSync } from '@grpc/proto-loader';
-
-/** proto-loader options shared by the server and test clients (camelCase fields, enum names). */
-export const ENVOY_LOADER_OPTIONS = {
-  keepCase: false,
-  longs: String,
-  enums: String,
-  defaults: false,
-  oneofs: true,
-} as const;
-
-let cached: { service: ServiceDefinition; client: unknown } | undefined;
-
-/** The include directories of Envoy's protos shipped in `@grpc/grpc-js-xds`. */
-export function envoyProtoIncludeDirs(): string[] {
-  const require = createRequire(import.meta.url);
-  const root = join(dirname(require.resolve('@grpc/grpc-js-xds/package.json')), 'deps');
-  return ['envoy-api', 'xds', 'googleapis', 'protoc-gen-validate'].map((d) => join(root, d));
-}
+import { loadEnvoyGrpcService, type EnvoyGrpcService } from '../../mesh/envoy/grpc-services.ts';
 
 /**
- * Loads `envoy.service.auth.v3.Authorization` from Envoy's own protos at run time (they are
- * never copied into the repository). Returns the service definition and the client class.
+ * `envoy.service.auth.v3.Authorization` from Envoy's own protos (loaded at run time, cached):
+ * the service definition and the client class.
  */
-export function loadEnvoyAuthorization(): { service: ServiceDefinition; client: unknown } {
-  if (cached) return cached;
-  const definition = loadSync('envoy/service/auth/v3/external_auth.proto', {
-    ...ENVOY_LOADER_OPTIONS,
-    includeDirs: envoyProtoIncludeDirs(),
-  });
-  const pkg = loadPackageDefinition(definition) as unknown as {
-    envoy: { service: { auth: { v3: { Authorization: { service: ServiceDefinition } } } } };
-  };
-  const client = pkg.envoy.service.auth.v3.Authorization;
-  cached = { service: client.service, client };
-  return cached;
+export function loadEnvoyAuthorization(): EnvoyGrpcService {
+  return loadEnvoyGrpcService(
+    'envoy/service/auth/v3/external_auth.proto',
+    'envoy.service.auth.v3.Authorization',
+  );
 }
 
 /** A `google.protobuf.Struct` as proto-loader decodes it (with `oneofs: true`). */
