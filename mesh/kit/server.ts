@@ -18,6 +18,7 @@ import { callObserverOf } from './call-observer.ts';
 import { trackInFlightCalls, type InFlightCalls } from './in-flight.ts';
 import { connectionPeerOf, type ConnectionPeer } from './peer-identity.ts';
 import { MeshError } from './mesh-error.ts';
+import { refuseUndecodable } from './undecodable.ts';
 import {
   createPeerCheckInterceptor,
   createPeerGate,
@@ -259,7 +260,7 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
       return spiffeId;
     },
     addService(definition, implementation) {
-      grpcServer.addService(definition, implementation);
+      grpcServer.addService(...refuseUndecodable(definition, implementation));
       health.setStatus(serviceNameOf(definition), 'SERVING');
     },
     listen() {
