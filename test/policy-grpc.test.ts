@@ -270,7 +270,8 @@ describe('bulwark.policy.v1.PolicyService', () => {
                 nil: undefined,
               }),
               scopes: fc.array(fc.string(), { maxLength: 3 }),
-              time: fc.option(fc.date(), { nil: undefined }),
+              // An invalid Date cannot be put on the wire (a Timestamp is two integers).
+              time: fc.option(fc.date({ noInvalidDate: true }), { nil: undefined }),
             }),
             { nil: undefined },
           ),
