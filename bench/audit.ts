@@ -14,7 +14,7 @@
  * (client processes, default 2), `AUDIT_BENCH_APPENDERS` (default `1,16,256`),
  * `AUDIT_BENCH_PARTS` (`sqlite,postgres,proofs,verify`), `AUDIT_BENCH_BATCH`, `AUDIT_BENCH_NO_BATCH=1`,
  * `AUDIT_BENCH_VERIFY_LEAVES` (default 500,000), `AUDIT_BENCH_HUGE=1`, and
- * `AUDIT_BENCH_SERVICE_ARGS` (extra flags of the audit service, e.g. `--writer-thread`),
+ * `AUDIT_BENCH_SERVICE_ARGS` (extra flags of the audit service, e.g. `--no-verify-on-start`),
  * `AUDIT_BENCH_NODE_ARGS` (extra Node flags for the service and client processes, e.g.
  * `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile both sides).
  */

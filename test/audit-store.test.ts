@@ -44,18 +44,6 @@ const backends: Backend[] = [
     },
   },
   {
-    // Commits on a writer thread (as the service runs it); reads on the caller's connection.
-    name: 'sqlite (writer thread)',
-    open: async () => {
-      const dir = mkdtempSync(join(tmpdir(), 'audit-store-'));
-      dirs.push(dir);
-      return openSqliteStore({ path: join(dir, 'audit.db'), writerThread: true });
-    },
-    teardown: async () => {
-      for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-    },
-  },
-  {
     name: 'postgres',
     open: async () => {
       pgInstance ??= await startPostgres();

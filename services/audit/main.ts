@@ -7,7 +7,6 @@
  * node services/audit/main.ts [--config bulwark.yaml] [--certs <dir>] [--port <n>]
  *   [--sqlite <file> | --postgres <url>] [--key <file>] [--readers <spiffe-id,...>]
  *   [--issuer <url>] [--jwks <url> | --jwks-file <path>] [--no-policy] [--no-verify-on-start]
- *   [--writer-thread]
  * ```
  *
  * Reads (`read` on `audit:log`) are decided by the policy service named in bulwark.yaml
@@ -18,7 +17,6 @@
  * issuer, bearer tokens are refused and only workloads are asked about. The JWKS fetch trusts
  * the mesh CA through `NODE_EXTRA_CA_CERTS` (as `bulwark up` sets it).
  *
- * `--writer-thread` commits SQLite batches on a writer thread (see `store/sqlite-writer.ts`).
  *
  * `--certs` holds `audit.crt`, `audit.key` and `ca.crt` (default `<stateDir>/certs`); the
  * checkpoint key defaults to `<stateDir>/audit-checkpoint.key` (created, 0600).
@@ -52,7 +50,6 @@ const { values: args } = parseArgs({
     jwks: { type: 'string' },
     'jwks-file': { type: 'string' },
     'no-policy': { type: 'boolean', default: false },
-    'writer-thread': { type: 'boolean', default: false },
     'no-verify-on-start': { type: 'boolean', default: false },
     'no-metrics': { type: 'boolean', default: false },
   },
@@ -66,8 +63,7 @@ const tls = serviceFiles(args.certs ?? join(config.stateDir, 'certs'), 'audit');
 
 async function openStore(): Promise<AuditStore> {
   // Off by default: on a busy machine the thread cost more CPU per record than it saved.
-  const writerThread = args['writer-thread'];
-  if (args.sqlite) return openSqliteStore({ path: args.sqlite, writerThread });
+  if (args.sqlite) return openSqliteStore({ path: args.sqlite });
   if (args.postgres) return openPostgresStore({ connectionString: args.postgres });
   if (config.storage.kind === 'postgres') {
     const url = new URL(config.storage.url);
@@ -75,7 +71,7 @@ async function openStore(): Promise<AuditStore> {
       url.password = readFileSync(config.storage.passwordFile, 'utf8').trim();
     return openPostgresStore({ connectionString: url.toString() });
   }
-  return openSqliteStore({ path: config.storage.path, writerThread });
+  return openSqliteStore({ path: config.storage.path });
 }
 
 /** The policy-backed read authorizer, and the client to close on shutdown. */

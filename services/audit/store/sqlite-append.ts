@@ -1,6 +1,5 @@
 /**
- * The SQLite append transaction, shared by the store's own connection and its writer thread
- * (`sqlite-writer.ts`): leaves, tree nodes and the new size in one `BEGIN IMMEDIATE` ...
+ * The SQLite append transaction: leaves, tree nodes and the new size in one `BEGIN IMMEDIATE` ...
  * `COMMIT`, durable (fsync'd) when it returns under `synchronous = FULL`.
  */
 import type { DatabaseSync } from 'node:sqlite';

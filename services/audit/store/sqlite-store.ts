@@ -10,7 +10,6 @@
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { nodeKey, type NodeId, type TreeNode } from '../tree-nodes.ts';
 import { prepareSqliteAppend } from './sqlite-append.ts';
-import { createSqliteWriter } from './sqlite-writer.ts';
 import {
   type AppendEntry,
   type AuditStore,
@@ -31,12 +30,6 @@ export interface SqliteStoreOptions {
   maxPages?: number;
   /** How long to wait for another process's write lock, in ms. Default 5000. */
   busyTimeoutMs?: number;
-  /**
-   * Commit appends (and checkpoint and meta writes) on a writer thread, so the fsync of each
-   * commit does not stall the calling thread (see `sqlite-writer.ts`). Default false: measured
-   * on a busy two-core machine it cost more CPU per record than it saved (`--writer-thread`).
-   */
-  writerThread?: boolean;
 }
 
 const SCHEMA = `
@@ -126,20 +119,7 @@ export function openSqliteStore(options: SqliteStoreOptions): AuditStore {
   };
 
   const fileBacked = path !== '' && path !== ':memory:' && !path.startsWith('file:');
-  const writer =
-    !readOnly && fileBacked && options.writerThread
-      ? createSqliteWriter({
-          path,
-          busyTimeoutMs,
-          ...(maxPages !== undefined ? { maxPages } : {}),
-        })
-      : undefined;
-  const appendHere = readOnly || writer ? undefined : prepareSqliteAppend(db);
-  /** One write statement, on the writer thread when there is one. */
-  const write = async (sql: string, ...args: Array<string | number | Uint8Array>) => {
-    if (writer) await writer.run(sql, args);
-    else prep(sql).run(...args);
-  };
+  const appendHere = readOnly ? undefined : prepareSqliteAppend(db);
 
   const readLeafRows = db.prepare(
     'SELECT idx, data FROM leaves WHERE idx >= ? AND idx < ? ORDER BY idx',
@@ -162,7 +142,6 @@ export function openSqliteStore(options: SqliteStoreOptions): AuditStore {
     ...(fileBacked ? { path } : {}),
     size: async () => size(),
     append: async (from: number, entries: readonly AppendEntry[], nodes: readonly TreeNode[]) => {
-      if (writer) return writer.append(from, entries, nodes);
       if (!appendHere) throw new Error('store is read-only');
       appendHere(from, entries, nodes);
     },
@@ -228,13 +207,9 @@ export function openSqliteStore(options: SqliteStoreOptions): AuditStore {
       return (prep(sql).all(...args) as Row[]).map(toLeaf);
     },
     saveCheckpoint: async (cp: StoredCheckpoint) => {
-      await write(
+      prep(
         'INSERT OR REPLACE INTO checkpoints (size, root, note, signed_at_ms) VALUES (?, ?, ?, ?)',
-        cp.size,
-        cp.root,
-        cp.note,
-        cp.signedAtMs,
-      );
+      ).run(cp.size, cp.root, cp.note, cp.signedAtMs);
     },
     listCheckpoints: async () =>
       (prep('SELECT * FROM checkpoints ORDER BY size').all() as Row[]).map(toCheckpoint),
@@ -248,10 +223,9 @@ export function openSqliteStore(options: SqliteStoreOptions): AuditStore {
       return row ? String(row.value) : undefined;
     },
     setMeta: async (key: string, value: string) => {
-      await write('INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)', key, value);
+      prep('INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)').run(key, value);
     },
     close: async () => {
-      await writer?.close();
       if (db.isOpen) db.close();
     },
   };
