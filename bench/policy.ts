@@ -5,16 +5,21 @@
  *    organisations: uncached (indexed engine), cached (decision cache, warm), and the plain
  *    Casbin enforcer over the same model and rows (it scans every rule; run for a bounded time).
  * 2. Envoy ext_authz `Check` over mTLS against a policy service in a child process, open loop at
- *    a fixed 1,000 and 5,000 requests/s: p50 / p99 / p99.9 latency measured by the caller. Identity comes from jwt_authn metadata, as with Envoy's
- *    jwt_authn filter in front. The caller sends pre-encoded requests over `node:http2` (as
+ *    a fixed 1,000 and 5,000 requests/s: p50 / p99 / p99.9 latency measured by the caller.
+ *    Identity comes from jwt_authn metadata, as with Envoy's jwt_authn filter in front. The caller sends pre-encoded requests over `node:http2` (as
  *    Envoy, a C++ proxy, pays no JavaScript encoding cost), and the server's and the load
- *    generator's CPU per Check are reported besides.
+ *    generator's CPU per Check are reported besides. Three servers take the same load: the
+ *    policy service on the mesh kit, the policy service on grpc-js's own TLS server, and a
+ *    floor: a bare `node:http2` mTLS server answering one pre-encoded OK, which shows the
+ *    latency this machine, its runtime and the caller add before any gRPC or policy work.
  *
  * Knobs: BENCH_SECONDS (seconds per rate, default 5), BENCH_INPROC_MS (per measurement,
  * default 1000).
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { createSecureServer } from 'node:http2';
+import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { pino } from 'pino';
@@ -273,6 +278,36 @@ async function openLoop(caller: RawGrpcCaller, perSecond: number, seconds: numbe
 /** Child process: a policy service on the mesh serving ext_authz. */
 async function serve(): Promise<void> {
   const tls = JSON.parse(process.env.BENCH_TLS!) as TlsFiles;
+  if (process.env.BENCH_MODE === 'floor') {
+    // The floor of this machine and runtime: a bare `node:http2` mTLS server that answers every
+    // Check with one pre-encoded OK, no grpc-js and no policy. Whatever latency it shows under the
+    // same caller is not the policy service's to remove.
+    const ok = grpcFrame(
+      loadEnvoyAuthorization().service.Check!.responseSerialize({ status: { code: 0 } }) as Buffer,
+    );
+    const server = createSecureServer({
+      ca: readFileSync(tls.caFile),
+      cert: readFileSync(tls.certFile),
+      key: readFileSync(tls.keyFile),
+      requestCert: true,
+      rejectUnauthorized: true,
+    });
+    server.on('stream', (stream) => {
+      stream.on('data', () => undefined);
+      stream.on('end', () => {
+        stream.respond(
+          { ':status': 200, 'content-type': 'application/grpc' },
+          { waitForTrailers: true },
+        );
+        stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+        stream.end(ok);
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    process.stdout.write(`READY ${(server.address() as AddressInfo).port}\n`);
+    process.on('SIGTERM', () => server.close(() => process.exit(0)));
+    return;
+  }
   const root = fileURLToPath(new URL('../policy/', import.meta.url));
   const { createFileSource } = await import('../services/policy/index.ts');
   const { createLocalJWKSet } = await import('jose');
@@ -310,7 +345,15 @@ async function serve(): Promise<void> {
   process.on('SIGTERM', () => void server.shutdown(500).then(() => process.exit(0)));
 }
 
-async function extAuthz(seconds: number, mode: 'kit' | 'native') {
+type ServerMode = 'kit' | 'native' | 'floor';
+
+const SERVER_NAMES: Record<ServerMode, string> = {
+  kit: 'mesh kit (createMeshServer)',
+  native: 'grpc-js native mTLS',
+  floor: 'floor: bare node:http2 mTLS',
+};
+
+async function extAuthz(seconds: number, mode: ServerMode) {
   const pki = await createTestPki({ services: ['policy', 'gateway'] });
   const flags = process.env.BENCH_SERVER_NODE_FLAGS?.split(' ').filter(Boolean) ?? [];
   const child = spawn(process.execPath, [...flags, fileURLToPath(import.meta.url), 'serve'], {
@@ -354,7 +397,7 @@ async function extAuthz(seconds: number, mode: 'kit' | 'native') {
         `  ext_authz (${mode}) ${perSecond}/s: p50 ${r.p50us} µs, p99 ${r.p99us} µs, p99.9 ${r.p999us} µs\n`,
       );
       results.push({
-        server: mode === 'kit' ? 'mesh kit (createMeshServer)' : 'grpc-js native mTLS',
+        server: SERVER_NAMES[mode],
         capacityPerSecond: capacity.perSecond,
         serverUsPerCheck,
         loadUsPerCheck,
@@ -369,12 +412,38 @@ async function extAuthz(seconds: number, mode: 'kit' | 'native') {
   }
 }
 
+/** The issue's latency targets against what the kit and the floor achieved. */
+function targetLine(rows: { server: string; targetPerSecond: number; p99us: number }[]): string {
+  const limits = new Map([
+    [1000, 1000],
+    [5000, 5000],
+  ]);
+  const describe = (server: string) =>
+    rows
+      .filter((r) => r.server === server)
+      .map((r) => {
+        const limit = limits.get(r.targetPerSecond) ?? Infinity;
+        const verdict = r.p99us <= limit ? 'met' : 'NOT met';
+        return `${r.targetPerSecond}/s p99 ${(r.p99us / 1000).toFixed(1)} ms (${verdict})`;
+      })
+      .join(', ');
+  return [
+    'targets: p99 <= 1 ms at 1,000/s and <= 5 ms at 5,000/s',
+    `  ${SERVER_NAMES.kit}: ${describe(SERVER_NAMES.kit)}`,
+    `  ${SERVER_NAMES.floor}: ${describe(SERVER_NAMES.floor)}`,
+  ].join('\n');
+}
+
 export async function run(): Promise<BenchReport> {
   const seconds = Number(process.env.BENCH_SECONDS ?? 5);
   const ms = Number(process.env.BENCH_INPROC_MS ?? 1000);
   // ext_authz first: the in-process part leaves this process with a large heap (100,000 rules
   // twice over), whose collections would stall the load generator and show up as latency.
-  const check = [...(await extAuthz(seconds, 'kit')), ...(await extAuthz(seconds, 'native'))];
+  const check = [
+    ...(await extAuthz(seconds, 'kit')),
+    ...(await extAuthz(seconds, 'native')),
+    ...(await extAuthz(seconds, 'floor')),
+  ];
   const inproc = await inProcess(ms);
   const text = [
     'in-process decisions/s (1,000 organisations)',
@@ -405,6 +474,8 @@ export async function run(): Promise<BenchReport> {
         String(r.failed + r.notOk).padStart(8),
       ].join(' '),
     ),
+    '',
+    targetLine(check),
   ].join('\n');
   return {
     title: 'Policy decisions: in-process and Envoy ext_authz over mTLS',
