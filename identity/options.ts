@@ -5,6 +5,7 @@ import type { HttpTracing } from './http-tracing.ts';
 import type { IdentityStore } from './store.ts';
 import { IdentityError } from './errors.ts';
 import type { RoleMappingRule } from './role-mapping.ts';
+import { isJwtAlgorithm, JWT_ALGORITHMS } from '../mesh/tokens/index.ts';
 import { MESH_SCOPES } from './resources.ts';
 
 /** A partner IdP whose tokens the broker accepts for RFC 8693 token exchange. */
@@ -15,7 +16,7 @@ export interface TrustedIssuer {
   audience: string;
   /** JWKS URL. Default: the `jwks_uri` from the issuer's discovery document. */
   jwksUri?: string;
-  /** Accepted signature algorithms. Default `['ES256', 'RS256', 'PS256', 'EdDSA']` (never HMAC or none). */
+  /** Accepted signature algorithms. Default `['ES256', 'RS256', 'PS256', 'EdDSA']`; asymmetric only (ES*, RS*, PS*, EdDSA), never HMAC or none. */
   algorithms?: string[];
 }
 
@@ -155,8 +156,12 @@ export function resolveBrokerOptions(
     for (const t of org.trustedIssuers ?? []) {
       if (!t.audience) fail(`${at}.trustedIssuers.audience`, 'is required');
       for (const alg of t.algorithms ?? []) {
-        if (alg === 'none' || alg.startsWith('HS'))
-          fail(`${at}.trustedIssuers.algorithms`, `must not allow ${alg}`);
+        if (!isJwtAlgorithm(alg)) {
+          fail(
+            `${at}.trustedIssuers.algorithms`,
+            `must not allow ${alg} (asymmetric only: ${JWT_ALGORITHMS.join(', ')})`,
+          );
+        }
       }
     }
   });

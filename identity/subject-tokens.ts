@@ -1,48 +1,24 @@
-import type { KeyObject } from 'node:crypto';
-import {
-  createRemoteJWKSet,
-  customFetch,
-  jwtVerify,
-  type JWTHeaderParameters,
-  type JWTPayload,
-} from 'jose';
-import {
-  createVerifiedTokenCache,
-  publishedKeys,
-  sameKey,
-  toPublicKeyObject,
-  type VerifiedTokenCache,
-} from '../mesh/tokens/index.ts';
+import { createRemoteJWKSet, customFetch, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import { createJwtVerifier, isJwtAlgorithm, type JwtVerifier } from '../mesh/tokens/index.ts';
 import type { TrustedIssuer } from './options.ts';
 
 /** How long a partner's JWKS (and its discovered location) is trusted before a refetch. */
 const JWKS_CACHE_MS = 600_000;
 /** Skew allowed for a subject token's `exp`/`nbf`, seconds. */
 const CLOCK_TOLERANCE_SEC = 30;
-/** Verified subject tokens remembered per trusted issuer, and the longest one remembered. */
+/** Verified subject tokens remembered per trusted issuer (LRU, by exact text). */
 const SUBJECT_CACHE_SIZE = 5_000;
-const SUBJECT_CACHE_MAX_LENGTH = 4_096;
+/** Longer subject tokens are refused before any parsing. */
+const SUBJECT_MAX_LENGTH = 16_384;
 
 export interface SubjectTokenVerifier {
   /**
    * Verifies a partner's subject token against a trust entry: signature by a key of the
-   * issuer's JWKS, one of `algorithms`, `iss`, `aud`, `exp` and `sub` present, time window.
-   * Rejects with jose's errors. The claims returned are frozen (they may be shared).
+   * issuer's JWKS, one of `algorithms` (asymmetric only), `iss`, `aud`, `exp` and `sub`
+   * present, time window. Rejects with a `TokenError` (mesh/tokens) saying why. The claims
+   * returned are frozen (they may be shared).
    */
-  verify(
-    trusted: TrustedIssuer,
-    algorithms: string[],
-    token: string,
-    header: JWTHeaderParameters,
-  ): Promise<JWTPayload>;
-}
-
-function deepFreeze<T>(value: T): T {
-  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
-    for (const inner of Object.values(value)) deepFreeze(inner);
-    Object.freeze(value);
-  }
-  return value;
+  verify(trusted: TrustedIssuer, algorithms: string[], token: string): Promise<JWTPayload>;
 }
 
 /**
@@ -52,7 +28,7 @@ function deepFreeze<T>(value: T): T {
  * @example
  * ```ts
  * const subjects = createSubjectTokenVerifier({ fetchFn, now: Date.now });
- * const claims = await subjects.verify(trusted, ['ES256'], subjectToken, header);
+ * const claims = await subjects.verify(trusted, ['ES256'], subjectToken);
  * ```
  */
 export function createSubjectTokenVerifier(deps: {
@@ -85,54 +61,40 @@ export function createSubjectTokenVerifier(deps: {
     return uri;
   }
 
-  // Subject tokens already verified under a trust entry, by exact text: a partner that
-  // exchanges the same upstream token again skips the signature check. A hit still needs the
-  // time window (same tolerance) and the verifying key in the issuer's current JWKS. One cache
-  // per trust entry, so one organisation's audience rule never vouches for another's.
-  const verifiedSubjects = new WeakMap<TrustedIssuer, VerifiedTokenCache<JWTPayload, KeyObject>>();
-  const subjectCache = (trusted: TrustedIssuer) => {
-    let cache = verifiedSubjects.get(trusted);
-    if (!cache) {
-      cache = createVerifiedTokenCache({
-        maxEntries: SUBJECT_CACHE_SIZE,
-        now: () => new Date(deps.now()),
-        clockToleranceSec: CLOCK_TOLERANCE_SEC,
-      });
-      verifiedSubjects.set(trusted, cache);
-    }
-    return cache;
+  // One verifier per trust entry and algorithm list, each with its own cache of verified
+  // tokens (by exact text): a partner that exchanges the same upstream token again skips the
+  // signature check, but a hit still needs the time window and the verifying key in the
+  // issuer's current JWKS. Separate caches, so one organisation's audience rule never vouches
+  // for another's. The signature is checked with node:crypto (mesh/tokens), not WebCrypto.
+  const verifiers = new WeakMap<TrustedIssuer, { algorithms: string; verifier: JwtVerifier }>();
+  const verifierFor = (trusted: TrustedIssuer, algorithms: string[]) => {
+    const key = algorithms.join(' ');
+    const known = verifiers.get(trusted);
+    if (known?.algorithms === key) return known.verifier;
+    const keys: JWTVerifyGetKey = async (header, input) => (await jwksFor(trusted))(header, input);
+    const verifier = createJwtVerifier({
+      issuer: trusted.issuer,
+      audience: trusted.audience,
+      keys,
+      algorithms: algorithms.filter(isJwtAlgorithm),
+      typ: null,
+      requiredClaims: ['exp', 'sub'],
+      clockToleranceSec: CLOCK_TOLERANCE_SEC,
+      now: () => new Date(deps.now()),
+      cacheSize: SUBJECT_CACHE_SIZE,
+      maxTokenLength: SUBJECT_MAX_LENGTH,
+    });
+    verifiers.set(trusted, { algorithms: key, verifier });
+    return verifier;
   };
 
   async function verify(
     trusted: TrustedIssuer,
     algorithms: string[],
     token: string,
-    header: JWTHeaderParameters,
   ): Promise<JWTPayload> {
-    const jwks = await jwksFor(trusted);
-    const cache = subjectCache(trusted);
-    const [protectedHeader = '', payload = '', signature = ''] = token.split('.');
-    const current = await publishedKeys(jwks, header, {
-      protected: protectedHeader,
-      payload,
-      signature,
-    }).catch(() => []);
-    const known = cache.get(token, (key) => current.some((k) => sameKey(k, key)));
-    if (known) return known;
-    const verified = await jwtVerify(token, jwks, {
-      issuer: trusted.issuer,
-      audience: trusted.audience,
-      algorithms,
-      requiredClaims: ['exp', 'sub'],
-      currentDate: new Date(deps.now()),
-      clockTolerance: CLOCK_TOLERANCE_SEC,
-    });
-    const key = toPublicKeyObject(verified.key);
-    if (key && token.length <= SUBJECT_CACHE_MAX_LENGTH) {
-      const { exp, nbf } = verified.payload;
-      cache.set(token, deepFreeze(verified.payload), { exp: exp!, nbf, key });
-    }
-    return verified.payload;
+    const { payload } = await verifierFor(trusted, algorithms).verify(token);
+    return payload as JWTPayload;
   }
 
   async function jwksFor(trusted: TrustedIssuer) {

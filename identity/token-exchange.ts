@@ -1,11 +1,7 @@
-import {
-  decodeJwt,
-  decodeProtectedHeader,
-  errors as joseErrors,
-  type JWTHeaderParameters,
-} from 'jose';
+import { decodeJwt, decodeProtectedHeader, type JWTHeaderParameters } from 'jose';
 import { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import type Provider from 'oidc-provider';
+import { TokenError } from '../mesh/tokens/index.ts';
 import type { AccountStore } from './account-store.ts';
 import type { Auditor } from './auditor.ts';
 import type { OrganisationConfig } from './options.ts';
@@ -149,14 +145,15 @@ export function registerTokenExchange(provider: Provider, deps: TokenExchangeDep
 
     let claims: Record<string, unknown>;
     try {
-      claims = await subjects.verify(trusted, algorithms, params.subject_token, header);
+      claims = await subjects.verify(trusted, algorithms, params.subject_token);
     } catch (err) {
+      const code = err instanceof TokenError ? err.code : undefined;
       const reason =
-        err instanceof joseErrors.JWTExpired
+        code === 'ERR_TOKEN_EXPIRED'
           ? 'subject token expired'
-          : err instanceof joseErrors.JWTClaimValidationFailed && err.claim === 'aud'
+          : code === 'ERR_TOKEN_CLAIM_INVALID' && (err as TokenError).claim === 'aud'
             ? 'subject token audience not accepted'
-            : err instanceof joseErrors.JWSSignatureVerificationFailed
+            : code === 'ERR_TOKEN_SIGNATURE_INVALID'
               ? 'subject token signature invalid'
               : 'subject token invalid';
       return refuse(reason, new errors.InvalidGrant(reason));

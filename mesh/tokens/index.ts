@@ -4,7 +4,6 @@
  */
 export {
   createJwtVerifier,
-  type JwtAlgorithm,
   type JwtVerifier,
   type JwtVerifierOptions,
   type VerifiedJwt,
@@ -17,10 +16,11 @@ export {
   type VerifiedTokenCacheStats,
   type VerifiedTokenFacts,
 } from './verified-token-cache.ts';
+export { publishedKeys, sameKey, toPublicKeyObject } from './published-keys.ts';
 export {
-  kindOf,
-  publishedKeys,
-  sameKey,
-  toPublicKeyObject,
-  type KeyKind,
-} from './published-keys.ts';
+  isJwtAlgorithm,
+  JWT_ALGORITHMS,
+  keyServes,
+  verifyJws,
+  type JwtAlgorithm,
+} from './jws-algorithms.ts';

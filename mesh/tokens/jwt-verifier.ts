@@ -1,6 +1,8 @@
 /**
- * Verifies mesh access tokens (compact JWS, RFC 9068) with `node:crypto` directly, and
- * remembers verified tokens in a {@link VerifiedTokenCache}.
+ * Verifies compact JWTs with `node:crypto` directly, and remembers verified tokens in a
+ * {@link VerifiedTokenCache}: mesh access tokens (RFC 9068, ES256/EdDSA, `typ: at+jwt`) in the
+ * services, and partner subject tokens (any asymmetric algorithm the trust entry allows, any
+ * `typ`) in the identity broker's token exchange.
  *
  * Why not jose's `jwtVerify`: jose (v6) goes through WebCrypto (algorithm normalisation, key
  * usage checks and a promise job around each signature check), measured at about 0.6-0.7 of
@@ -10,14 +12,12 @@
  * Key lookup stays with the jose key source (`createRemoteJWKSet`/`createLocalJWKSet`), so
  * JWKS fetching, caching and `kid` matching behave as before.
  */
-import { verify as verifySignature, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import type { JWTHeaderParameters, JWTPayload, JWTVerifyGetKey } from 'jose';
-import { kindOf, publishedKeys, sameKey } from './published-keys.ts';
+import { isJwtAlgorithm, keyServes, verifyJws, type JwtAlgorithm } from './jws-algorithms.ts';
+import { publishedKeys, sameKey } from './published-keys.ts';
 import { TokenError } from './token-error.ts';
 import { createVerifiedTokenCache, type VerifiedTokenCacheStats } from './verified-token-cache.ts';
-
-/** The only signature algorithms mesh tokens use. */
-export type JwtAlgorithm = 'ES256' | 'EdDSA';
 
 /** Options of {@link createJwtVerifier}; every default is listed. */
 export interface JwtVerifierOptions {
@@ -27,10 +27,16 @@ export interface JwtVerifierOptions {
   audience: string;
   /** Key source: `createRemoteJWKSet(url)` in services, `createLocalJWKSet(jwks)` in tests. */
   keys: JWTVerifyGetKey;
-  /** Accepted algorithms. Default `['ES256', 'EdDSA']`; nothing else can be allowed. */
+  /**
+   * Accepted algorithms. Default `['ES256', 'EdDSA']` (what mesh tokens use); only asymmetric
+   * algorithms can be allowed (see `jws-algorithms.ts`), never `HS*` or `none`.
+   */
   algorithms?: readonly JwtAlgorithm[];
-  /** Required `typ` header (compared like jose: case-insensitive, `application/` optional). Default `at+jwt`. */
-  typ?: string;
+  /**
+   * Required `typ` header (compared like jose: case-insensitive, `application/` optional).
+   * Default `at+jwt`; `null` accepts any `typ` or none (partner tokens).
+   */
+  typ?: string | null;
   /** Claims that must be present. `exp` is always required. Default `['exp', 'sub']`. */
   requiredClaims?: readonly string[];
   /** Skew allowed for `exp`/`nbf`, seconds. Default 30. */
@@ -57,7 +63,7 @@ export interface JwtVerifier {
   clearCache(): void;
 }
 
-const ALGORITHMS: readonly JwtAlgorithm[] = ['ES256', 'EdDSA'];
+const MESH_ALGORITHMS: readonly JwtAlgorithm[] = ['ES256', 'EdDSA'];
 const SEGMENT = /^[A-Za-z0-9_-]+$/;
 
 const malformed = (message = 'token is not a well-formed JWS') =>
@@ -96,7 +102,8 @@ function deepFreeze<T>(value: T): T {
 const normalizeTyp = (typ: string) => typ.toLowerCase().replace(/^application\//, '');
 
 /**
- * Creates a verifier: signature (ES256/EdDSA only, key from the key source), `typ`, no `crit`,
+ * Creates a verifier: signature (allowed asymmetric algorithms only, key from the key source),
+ * `typ`, no `crit`,
  * `iss`, `aud`, required claims, `iat`/`nbf`/`exp` types and the time window. A token that
  * passed is remembered by its exact text until its `exp`; a later call with the same text
  * re-checks the time window and that the key that verified it is still in the key set, and
@@ -114,8 +121,8 @@ const normalizeTyp = (typ: string) => typ.toLowerCase().replace(/^application\//
  */
 export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
   const config = {
-    algorithms: ALGORITHMS,
-    typ: 'at+jwt',
+    algorithms: MESH_ALGORITHMS,
+    typ: 'at+jwt' as string | null,
     requiredClaims: ['exp', 'sub'] as readonly string[],
     clockToleranceSec: 30,
     now: () => new Date(),
@@ -128,12 +135,14 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
   if (typeof config.keys !== 'function') {
     throw new TypeError('createJwtVerifier: option "keys" must be a key source function');
   }
-  if (!config.algorithms.length || config.algorithms.some((a) => !ALGORITHMS.includes(a))) {
-    throw new TypeError('createJwtVerifier: option "algorithms" may only hold ES256 and EdDSA');
+  if (!config.algorithms.length || !config.algorithms.every(isJwtAlgorithm)) {
+    throw new TypeError(
+      'createJwtVerifier: option "algorithms" may only hold asymmetric JWS algorithms (ES*, RS*, PS*, EdDSA)',
+    );
   }
   const { issuer, audience, keys, clockToleranceSec: tolerance } = config;
   const allowed = new Set<string>(config.algorithms);
-  const typ = normalizeTyp(config.typ);
+  const typ = config.typ === null ? null : normalizeTyp(config.typ);
   const required = [...new Set(['exp', ...config.requiredClaims])];
   const cache = createVerifiedTokenCache<VerifiedJwt, KeyObject>({
     maxEntries: config.cacheSize,
@@ -148,7 +157,7 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
     alg: JwtAlgorithm,
   ): Promise<KeyObject[]> {
     const input = { protected: parts[0]!, payload: parts[1]!, signature: parts[2]! };
-    const usable = (await publishedKeys(keys, header, input)).filter((k) => kindOf(k) === alg);
+    const usable = (await publishedKeys(keys, header, input)).filter((k) => keyServes(k, alg));
     if (!usable.length) {
       throw new TokenError('ERR_TOKEN_KEY_NOT_FOUND', 'no key in the key set matches the token');
     }
@@ -158,14 +167,7 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
   function checkSignature(parts: string[], alg: JwtAlgorithm, candidates: KeyObject[]): KeyObject {
     const signature = decodeSegment(parts[2]!);
     const data = Buffer.from(`${parts[0]}.${parts[1]}`, 'latin1');
-    for (const key of candidates) {
-      const ok =
-        alg === 'ES256'
-          ? signature.length === 64 &&
-            verifySignature('sha256', data, { key, dsaEncoding: 'ieee-p1363' }, signature)
-          : verifySignature(null, data, key, signature);
-      if (ok) return key;
-    }
+    for (const key of candidates) if (verifyJws(alg, data, signature, key)) return key;
     throw new TokenError('ERR_TOKEN_SIGNATURE_INVALID', 'token signature is not valid');
   }
 
@@ -207,7 +209,7 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
       }
       // No extension is understood, so none may be critical (RFC 7515 section 4.1.11).
       if (header.crit !== undefined) throw malformed('token has critical header parameters');
-      if (typeof header.typ !== 'string' || normalizeTyp(header.typ) !== typ) {
+      if (typ !== null && (typeof header.typ !== 'string' || normalizeTyp(header.typ) !== typ)) {
         throw new TokenError('ERR_TOKEN_TYPE_NOT_ALLOWED', 'token type is not allowed');
       }
       const candidates = await candidateKeys(header, parts, alg as JwtAlgorithm);

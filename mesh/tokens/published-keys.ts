@@ -13,28 +13,7 @@ import {
 } from 'jose';
 import { TokenError } from './token-error.ts';
 
-/** What a key can verify among the mesh token algorithms. */
-export type KeyKind = 'ES256' | 'EdDSA' | 'other';
-
 const keyObjects = new WeakMap<object, KeyObject | null>();
-const keyKinds = new WeakMap<KeyObject, KeyKind>();
-
-/** The mesh algorithm a public key serves (worked out once per key object). */
-export function kindOf(key: KeyObject): KeyKind {
-  let kind = keyKinds.get(key);
-  if (kind === undefined) {
-    kind = 'other';
-    if (key.type === 'public') {
-      if (key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1') {
-        kind = 'ES256';
-      } else if (key.asymmetricKeyType === 'ed25519' || key.asymmetricKeyType === 'ed448') {
-        kind = 'EdDSA';
-      }
-    }
-    keyKinds.set(key, kind);
-  }
-  return kind;
-}
 
 /**
  * A key source's answer as a public `KeyObject` (converted once per key object), or null when
