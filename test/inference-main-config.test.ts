@@ -63,6 +63,9 @@ beforeAll(async () => {
       '  iris:',
       `    bundleDir: ${join(dir, 'published', 'iris')}`,
       '    riskTier: low',
+      'inference:',
+      '  quotas:',
+      '    low: { ratePerSec: 7 }',
       '',
     ].join('\n'),
   );
@@ -156,9 +159,11 @@ async function metadataCall(address: string): Promise<grpc.ServiceError> {
   }
 }
 
-test('a folder of versions registers every version, the newest stable; JWKS trusted from the certs dir', async () => {
+test('a folder of versions registers every version, the newest stable; quotas and JWKS trust from the configuration', async () => {
   const { address, logs } = await start([]);
   expect(logs()).toMatch(/"models":\["iris@2"\]/);
+  // Quotas from bulwark.yaml, the keys left out at their defaults.
+  expect(logs()).toMatch(/"quotas":\{"low":\{"ratePerSec":7,"burst":100,"dailyBudget":100000\}/);
   expect(logs()).toMatch(/"model":"iris","version":"1"[^\n]*"model registered"/);
   // The token was verified with keys fetched over HTTPS (the call got as far as policy,
   // which is absent): the mesh CA was trusted without NODE_EXTRA_CA_CERTS.

@@ -57,6 +57,12 @@ export const DEFAULTS = {
     watch: true,
   },
   telemetry: { logLevel: 'info' as const, metricsHost: '127.0.0.1' },
+  /** Inference quotas per risk tier, per subject and model (per replica). */
+  quotas: {
+    low: { ratePerSec: 50, burst: 100, dailyBudget: 100_000 },
+    medium: { ratePerSec: 10, burst: 20, dailyBudget: 10_000 },
+    high: { ratePerSec: 2, burst: 5, dailyBudget: 1_000 },
+  },
 } as const;
 
 /** The variable that names the configuration file; never read as an override. */

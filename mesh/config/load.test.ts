@@ -95,6 +95,37 @@ describe('loadConfig', () => {
   });
 });
 
+describe('inference quotas', () => {
+  it('default per risk tier, and a key left out keeps its default', () => {
+    expect(parseConfig('', { env: {} }).inference.quotas).toEqual({
+      low: { ratePerSec: 50, burst: 100, dailyBudget: 100_000 },
+      medium: { ratePerSec: 10, burst: 20, dailyBudget: 10_000 },
+      high: { ratePerSec: 2, burst: 5, dailyBudget: 1_000 },
+    });
+    const config = parseConfig('inference:\n  quotas:\n    high: { ratePerSec: 0.5 }\n', {
+      env: { BULWARK_INFERENCE__QUOTAS__LOW__DAILY_BUDGET: '500' },
+    });
+    expect(config.inference.quotas.high).toEqual({ ratePerSec: 0.5, burst: 5, dailyBudget: 1_000 });
+    expect(config.inference.quotas.low).toEqual({ ratePerSec: 50, burst: 100, dailyBudget: 500 });
+  });
+
+  it('refuses quotas that would stop or never stop a caller, naming the key', () => {
+    const err = configError(() =>
+      parseConfig(
+        'inference:\n  quotas:\n    low: { ratePerSec: 0, burst: 2.5 }\n    medium: { dailyBudget: -1 }\n    extreme: {}\n    high: { rate: 3 }\n',
+        { env: {} },
+      ),
+    );
+    expect(err.issues).toEqual([
+      'inference.quotas.low.ratePerSec: expected a number of requests per second above 0, got 0',
+      'inference.quotas.low.burst: expected a whole number of requests, at least 1, got 2.5',
+      'inference.quotas.medium.dailyBudget: expected a whole number of requests per UTC day, at least 1, got -1',
+      expect.stringMatching(/^inference\.quotas\.high\.rate: unknown key/),
+      expect.stringMatching(/^inference\.quotas\.extreme: unknown key/),
+    ]);
+  });
+});
+
 describe('validation errors name the key and the expected form', () => {
   it('a port that is not a number', () => {
     const err = configError(() => parseConfig('services:\n  audit:\n    port: abc\n', { env: {} }));

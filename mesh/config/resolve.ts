@@ -57,6 +57,15 @@ export type StorageConfig =
   { kind: 'sqlite'; path: string } | { kind: 'postgres'; url: string; passwordFile?: string };
 
 /** The whole mesh description with every default resolved and every path absolute. */
+export type RiskTierName = 'low' | 'medium' | 'high';
+
+/** A risk tier's quota per subject and model: sustained rate, burst and daily budget. */
+export interface TierQuotaConfig {
+  ratePerSec: number;
+  burst: number;
+  dailyBudget: number;
+}
+
 export interface BulwarkConfig {
   /** The file read, or `undefined` when only defaults and variables were used. */
   source?: string;
@@ -66,6 +75,7 @@ export interface BulwarkConfig {
   organisations: OrganisationConfig[];
   models: ModelConfig[];
   policy: { modelFile: string; policyFile: string; testFiles: string[]; watch: boolean };
+  inference: { quotas: Record<RiskTierName, TierQuotaConfig> };
   storage: StorageConfig;
   telemetry: {
     logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -157,6 +167,11 @@ export function resolveConfig(file: ConfigFile, bases: PathBases, source?: strin
           path: abs(file.storage?.path ?? DEFAULTS.sqliteFile, 'storage.path', stateDir),
         };
   const telemetry = file.telemetry ?? {};
+  const quotas = file.inference?.quotas ?? {};
+  const tierQuota = (tier: RiskTierName): TierQuotaConfig => ({
+    ...DEFAULTS.quotas[tier],
+    ...quotas[tier],
+  });
 
   return {
     ...(source ? { source } : {}),
@@ -172,6 +187,9 @@ export function resolveConfig(file: ConfigFile, bases: PathBases, source?: strin
         abs(f, `policy.testFiles.${i}`),
       ),
       watch: policy.watch ?? DEFAULTS.policy.watch,
+    },
+    inference: {
+      quotas: { low: tierQuota('low'), medium: tierQuota('medium'), high: tierQuota('high') },
     },
     storage,
     telemetry: {

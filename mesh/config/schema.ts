@@ -157,6 +157,32 @@ export const policySchema = z.strictObject({
   watch: z.boolean({ error: 'expected true or false' }).optional(),
 });
 
+const positive = (what: string) =>
+  z.number({ error: `expected ${what}` }).positive({ error: `expected ${what}` });
+const atLeastOne = (what: string) =>
+  z
+    .number({ error: `expected ${what}` })
+    .int({ error: `expected ${what}` })
+    .min(1, { error: `expected ${what}` });
+
+/** One risk tier's quota per subject and model; a key left out keeps its default. */
+export const tierQuotaSchema = z.strictObject({
+  ratePerSec: positive('a number of requests per second above 0').optional(),
+  burst: atLeastOne('a whole number of requests, at least 1').optional(),
+  dailyBudget: atLeastOne('a whole number of requests per UTC day, at least 1').optional(),
+});
+
+export const inferenceSchema = z.strictObject({
+  /** Quotas per risk tier (`low`, `medium`, `high`), per subject and model, per replica. */
+  quotas: z
+    .strictObject({
+      low: tierQuotaSchema.optional(),
+      medium: tierQuotaSchema.optional(),
+      high: tierQuotaSchema.optional(),
+    })
+    .optional(),
+});
+
 export const telemetrySchema = z.strictObject({
   logLevel: z
     .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
@@ -189,6 +215,7 @@ export const configFileSchema = z.strictObject({
     .optional(),
   models: z.record(name('a model name'), modelSchema, { error: 'expected a mapping' }).optional(),
   policy: policySchema.optional(),
+  inference: inferenceSchema.optional(),
   storage: storageSchema.optional(),
   telemetry: telemetrySchema.optional(),
 });

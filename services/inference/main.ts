@@ -189,6 +189,7 @@ try {
     audit: promiseAuditClient(auditClient),
     withheldFile:
       args['withheld-file'] ?? join(config.stateDir, 'inference', 'withheld-answers.jsonl'),
+    quotas: config.inference.quotas,
     logger,
   });
   await mkdir(args['model-dir'] ?? join(config.stateDir, 'models'), { recursive: true });
@@ -223,7 +224,11 @@ try {
     },
   });
   logger.info(
-    { address, models: service.registry.list().map((m) => `${m.name}@${m.stable}`) },
+    {
+      address,
+      models: service.registry.list().map((m) => `${m.name}@${m.stable}`),
+      quotas: config.inference.quotas,
+    },
     'inference service ready',
   );
 } catch (err) {

@@ -3,6 +3,7 @@
  * budget that resets at 00:00 UTC, both configured per risk tier. State is in memory per
  * replica; with several replicas each enforces its share (configure rates accordingly).
  */
+import { DEFAULTS } from '../../../mesh/config/defaults.ts';
 import { InferenceError } from '../errors.ts';
 import type { RiskTier } from '../bundle/manifest.ts';
 
@@ -15,11 +16,8 @@ export interface TierQuota {
   dailyBudget: number;
 }
 
-export const DEFAULT_TIER_QUOTAS: Record<RiskTier, TierQuota> = {
-  low: { ratePerSec: 50, burst: 100, dailyBudget: 100_000 },
-  medium: { ratePerSec: 10, burst: 20, dailyBudget: 10_000 },
-  high: { ratePerSec: 2, burst: 5, dailyBudget: 1_000 },
-};
+/** The defaults `bulwark.yaml`'s `inference.quotas` starts from (`mesh/config/defaults.ts`). */
+export const DEFAULT_TIER_QUOTAS: Record<RiskTier, TierQuota> = DEFAULTS.quotas;
 
 export interface QuotaGuardOptions {
   tiers?: Partial<Record<RiskTier, TierQuota>>;
