@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -62,13 +61,15 @@ export interface Broker {
  * ```
  */
 export async function createBroker(input: BrokerOptions): Promise<Broker> {
-  const options = resolveBrokerOptions(input, () => randomBytes(32).toString('base64url'));
+  const options = resolveBrokerOptions(input);
   const { now } = options;
   const store = options.store ?? openSqliteIdentityStore(options.databasePath);
   const accounts: AccountStore = {
     upsert: (account) => store.upsertAccount(account, now()),
     find: (accountId) => store.findAccount(accountId),
   };
+  // Read once: a key prepended to the store later (rotation) signs from the next start on.
+  const cookieKeys = options.cookieKeys ?? (await store.cookieKeys());
   const revoked = new Set(await store.revokedClients());
   const keys = await openKeyManager({
     store,
@@ -129,6 +130,7 @@ export async function createBroker(input: BrokerOptions): Promise<Broker> {
       issuer,
       Adapter: store.Adapter,
       keys,
+      cookieKeys,
       accounts,
       interactionPath: '/login',
     });

@@ -15,8 +15,7 @@ const base: BrokerOptions = {
   organisations: [org],
   clients: [],
 };
-const resolve = (o: Partial<BrokerOptions>) =>
-  resolveBrokerOptions({ ...base, ...o }, () => 'cookie-key');
+const resolve = (o: Partial<BrokerOptions>) => resolveBrokerOptions({ ...base, ...o });
 
 test('defaults are documented values', () => {
   const r = resolve({});
@@ -26,9 +25,11 @@ test('defaults are documented values', () => {
     accessTokenTtlSeconds: 300,
     refreshTokenTtlSeconds: 28_800,
     keyRotationSeconds: 86_400,
-    cookieKeys: ['cookie-key'],
     upstream: { ca: [], timeoutMs: 5000 },
   });
+  // No per-process random default: the broker reads the keys kept in its store.
+  expect(r.cookieKeys).toBeUndefined();
+  expect(resolve({ cookieKeys: ['k2', 'k1'] }).cookieKeys).toEqual(['k2', 'k1']);
 });
 
 test.each<[string, Partial<BrokerOptions>]>([
@@ -64,6 +65,8 @@ test.each<[string, Partial<BrokerOptions>]>([
     { clients: [{ clientId: 'c', auth: 'none', grantTypes: [], scopes: ['everything'] }] },
   ],
   ['accessTokenTtlSeconds', { accessTokenTtlSeconds: 0 }],
+  ['cookieKeys', { cookieKeys: [] }],
+  ['cookieKeys', { cookieKeys: ['k', ''] }],
 ])('a bad %s is refused with the option named', (option, bad) => {
   expect(() => resolve(bad)).toThrow(option);
 });

@@ -110,14 +110,25 @@ export interface BrokerOptions {
   keyCheckIntervalMs?: number;
   /** Upstream IdP access: extra CAs and timeout per request. Defaults: none, 5000 ms. */
   upstream?: { ca?: string[]; timeoutMs?: number };
-  /** Keys that sign the broker's cookies; default one random key (sessions end on restart). */
+  /**
+   * Keys that sign the broker's cookies (login interaction, session, device flow), newest
+   * first: the first signs, every one verifies. Default: the keys kept in the store
+   * (`IdentityStore.cookieKeys`, created on first start), so replicas sharing a store accept
+   * each other's cookies and sign-ins survive a restart. Secrets: never logged.
+   */
   cookieKeys?: string[];
 }
 
 export type ResolvedBrokerOptions = Required<
-  Omit<BrokerOptions, 'issuer' | 'audit' | 'logger' | 'upstream' | 'store' | 'metrics' | 'tracing'>
+  Omit<
+    BrokerOptions,
+    'issuer' | 'audit' | 'logger' | 'upstream' | 'store' | 'metrics' | 'tracing' | 'cookieKeys'
+  >
 > &
-  Pick<BrokerOptions, 'issuer' | 'audit' | 'logger' | 'store' | 'metrics' | 'tracing'> & {
+  Pick<
+    BrokerOptions,
+    'issuer' | 'audit' | 'logger' | 'store' | 'metrics' | 'tracing' | 'cookieKeys'
+  > & {
     upstream: { ca: string[]; timeoutMs: number };
   };
 
@@ -128,10 +139,7 @@ function fail(option: string, why: string): never {
 }
 
 /** Applies defaults in one place and rejects bad options with a message naming the option. */
-export function resolveBrokerOptions(
-  options: BrokerOptions,
-  randomKey: () => string,
-): ResolvedBrokerOptions {
+export function resolveBrokerOptions(options: BrokerOptions): ResolvedBrokerOptions {
   if (!options.tls?.cert || !options.tls?.key) fail('tls', 'must have cert and key (PEM)');
   if (!options.databasePath && !options.store) fail('databasePath', 'is required (or a store)');
   const seenOrgs = new Set<string>();
@@ -182,6 +190,9 @@ export function resolveBrokerOptions(
     for (const s of c.scopes ?? [])
       if (!MESH_SCOPES.includes(s)) fail(`${at}.scopes`, `has unknown scope "${s}"`);
   });
+  if (options.cookieKeys && !(options.cookieKeys.length && options.cookieKeys.every(Boolean))) {
+    fail('cookieKeys', 'must list at least one non-empty key (or be left out to use the store)');
+  }
   const ttl = options.accessTokenTtlSeconds ?? 300;
   if (!(ttl > 0 && ttl <= 3600)) fail('accessTokenTtlSeconds', 'must be between 1 and 3600');
   return {
@@ -191,7 +202,6 @@ export function resolveBrokerOptions(
     refreshTokenTtlSeconds: 8 * 3600,
     keyRotationSeconds: 24 * 3600,
     keyCheckIntervalMs: 60_000,
-    cookieKeys: [randomKey()],
     ...options,
     databasePath: options.databasePath ?? '',
     accessTokenTtlSeconds: ttl,

@@ -1,7 +1,7 @@
 import pg from 'pg';
 import type { Adapter, AdapterPayload } from 'oidc-provider';
 import type { Account } from './account-store.ts';
-import type { IdentityStore, KeyRecord } from './store.ts';
+import { newCookieKey, type IdentityStore, type KeyRecord } from './store.ts';
 
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS identity_oidc_models (
@@ -27,6 +27,10 @@ const SCHEMA = `
   -- At most one active key, even when replicas race to create or rotate it.
   CREATE UNIQUE INDEX IF NOT EXISTS identity_signing_keys_one_active
     ON identity_signing_keys ((true)) WHERE retired_at IS NULL;
+  -- Cookie signing keys; the highest id is the newest (signs), the others still verify.
+  CREATE TABLE IF NOT EXISTS identity_cookie_keys (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, key TEXT NOT NULL UNIQUE,
+    created_at BIGINT NOT NULL);
 `;
 
 interface ModelRow {
@@ -46,8 +50,8 @@ const num = (v: string | null) => (v === null ? undefined : Number(v));
 
 /**
  * The broker's store on PostgreSQL, for several broker replicas behind one issuer URL: they
- * share sessions, grants, codes, refresh tokens, accounts, revoked clients and signing keys.
- * Creates its tables on first use.
+ * share sessions, grants, codes, refresh tokens, accounts, revoked clients, signing keys and
+ * cookie keys. Creates its tables on first use.
  *
  * @example
  * ```ts
@@ -252,6 +256,27 @@ export async function openPostgresIdentityStore(options: {
     deleteKeys: async (kids) => {
       if (kids.length)
         await pool.query('DELETE FROM identity_signing_keys WHERE kid = ANY($1)', [kids]);
+    },
+    cookieKeys: async () => {
+      const list = async (c: pg.Pool | pg.PoolClient) =>
+        (
+          await c.query<{ key: string }>('SELECT key FROM identity_cookie_keys ORDER BY id DESC')
+        ).rows.map((r) => r.key);
+      const keys = await list(pool);
+      if (keys.length) return keys;
+      // Replicas starting together on an empty table: the lock lets one create the key and the
+      // others read it after (a plain INSERT ... WHERE NOT EXISTS would race under READ COMMITTED).
+      return tx(async (c) => {
+        await c.query("SELECT pg_advisory_xact_lock(hashtext('bulwark_identity_cookie_keys'))");
+        const again = await list(c);
+        if (again.length) return again;
+        const key = newCookieKey();
+        await c.query('INSERT INTO identity_cookie_keys (key, created_at) VALUES ($1, $2)', [
+          key,
+          now(),
+        ]);
+        return [key];
+      });
     },
     sweep: async () => {
       await pool.query(

@@ -42,6 +42,8 @@ export interface ProviderDeps {
   issuer: string;
   Adapter: new (name: string) => unknown;
   keys: KeyManager;
+  /** Cookie signing keys, newest first (it signs; all verify). */
+  cookieKeys: string[];
   accounts: AccountStore;
   interactionPath: string;
 }
@@ -62,7 +64,7 @@ export function buildProvider(deps: ProviderDeps): Provider {
     clients: [],
     jwks: keys.privateJwks(),
     cookies: {
-      keys: options.cookieKeys,
+      keys: deps.cookieKeys,
       names: {
         session: '_bulwark_session',
         interaction: '_bulwark_interaction',

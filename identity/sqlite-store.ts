@@ -1,7 +1,7 @@
 import { DatabaseSync } from 'node:sqlite';
 import type { Account } from './account-store.ts';
 import { openSqliteAdapterStore } from './sqlite-adapter.ts';
-import type { IdentityStore, KeyRecord } from './store.ts';
+import { newCookieKey, type IdentityStore, type KeyRecord } from './store.ts';
 
 interface KeyRow {
   kid: string;
@@ -36,6 +36,9 @@ export function openSqliteIdentityStore(path: string): IdentityStore {
     CREATE TABLE IF NOT EXISTS signing_keys (
       kid TEXT PRIMARY KEY, jwk TEXT NOT NULL, created_at INTEGER NOT NULL,
       retired_at INTEGER, remove_after INTEGER);
+    -- Cookie signing keys; the highest id is the newest (signs), the others still verify.
+    CREATE TABLE IF NOT EXISTS cookie_keys (
+      id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE, created_at INTEGER NOT NULL);
   `);
   // Prepared once: token exchange reads and writes an account on every call.
   const upsertAccount = db.prepare(
@@ -44,6 +47,12 @@ export function openSqliteIdentityStore(path: string): IdentityStore {
      WHERE accounts.data IS NOT excluded.data`,
   );
   const findAccount = db.prepare('SELECT data FROM accounts WHERE account_id = ?');
+  const listCookieKeys = () =>
+    (
+      db.prepare('SELECT key FROM cookie_keys ORDER BY id DESC').all() as unknown as {
+        key: string;
+      }[]
+    ).map((r) => r.key);
   const tx = <T>(fn: () => T): T => {
     db.exec('BEGIN IMMEDIATE');
     try {
@@ -111,6 +120,19 @@ export function openSqliteIdentityStore(path: string): IdentityStore {
       }),
     deleteKeys: async (kids) => {
       for (const kid of kids) db.prepare('DELETE FROM signing_keys WHERE kid = ?').run(kid);
+    },
+    cookieKeys: async () => {
+      const keys = listCookieKeys();
+      if (keys.length) return keys;
+      // BEGIN IMMEDIATE takes the write lock before the second look: another process opening
+      // the same file at the same moment either created the key already or waits for us.
+      return tx(() => {
+        const again = listCookieKeys();
+        if (again.length) return again;
+        const key = newCookieKey();
+        db.prepare('INSERT INTO cookie_keys (key, created_at) VALUES (?, ?)').run(key, Date.now());
+        return [key];
+      });
     },
     sweep: async () => models.sweep(),
     close: async () => db.close(),

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { Adapter } from 'oidc-provider';
 import type { Account } from './account-store.ts';
 
@@ -40,7 +41,27 @@ export interface IdentityStore {
     retire: { at: number; removeAfter: number },
   ): Promise<boolean>;
   deleteKeys(kids: string[]): Promise<void>;
+  /**
+   * The keys that sign the broker's cookies (login interaction, session, device flow), newest
+   * first: `oidc-provider` signs with the first and accepts a cookie signed with any of them,
+   * so a rotation prepends a key and drops the oldest later. Creates the first key
+   * ({@link newCookieKey}) when there is none, atomically: replicas starting together on one
+   * store all get the same single key. Secrets: never logged, audited or returned by an API.
+   */
+  cookieKeys(): Promise<string[]>;
   /** Removes expired `oidc-provider` rows. */
   sweep(): Promise<void>;
   close(): Promise<void>;
+}
+
+/**
+ * A fresh cookie key: 32 random bytes, base64url (the HMAC-SHA256 key of the cookie signatures).
+ *
+ * @example
+ * ```ts
+ * const key = newCookieKey(); // 43 characters; a secret
+ * ```
+ */
+export function newCookieKey(): string {
+  return randomBytes(32).toString('base64url');
 }

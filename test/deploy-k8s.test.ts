@@ -398,7 +398,8 @@ describe('deploy/k8s manifests', () => {
       (g) => g.name === 'identity-postgres-url',
     );
     expect(generated?.files).toEqual(['identity-postgres-url=secrets/identity-postgres-url']);
-    // Browser sign-ins stay on one replica (per-pod cookie keys).
+    // Client-IP affinity stays on the identity Services (harmless; the replicas share their
+    // cookie keys through PostgreSQL, so it is not needed for sign-ins).
     for (const svc of ofKind('Service').filter(
       (x) => x.spec.selector?.['app.kubernetes.io/name'] === 'identity',
     )) {

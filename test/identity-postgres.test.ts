@@ -1,18 +1,42 @@
+import { Writable } from 'node:stream';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
+import pg from 'pg';
+import { pino } from 'pino';
 import { startPostgres, type PostgresInstance } from './support/postgres.ts';
 import { createBroker, type Broker, type BrokerOptions } from '../identity/index.ts';
 import { openPostgresIdentityStore } from '../identity/postgres-store.ts';
-import type { IdentityStore } from '../identity/store.ts';
+import { newCookieKey, type IdentityStore } from '../identity/store.ts';
 import { createTestCa, type TestCa } from '../identity/testing/tls.ts';
 import { createTlsFetch } from '../identity/tls-fetch.ts';
 import { postForm } from '../identity/testing/clients.ts';
+import { WEB_REDIRECT } from '../identity/testing/harness.ts';
+import {
+  cookieHeader,
+  showLoginPage,
+  signedCookie,
+  startSignIn,
+} from '../identity/testing/login-cookies.ts';
 
 let pgi: PostgresInstance;
 let store: IdentityStore;
 let ca: TestCa;
 let a: Broker;
 let b: Broker;
+/** A third replica on the same store, configured with a cookie key of its own. */
+let c: Broker;
+const otherKey = newCookieKey();
 let fetchFn: typeof fetch;
+/** Everything the replicas log, unredacted (the key must not reach the logger at all). */
+const logLines: string[] = [];
+const logger = pino(
+  { level: 'trace' },
+  new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      logLines.push(chunk.toString());
+      done();
+    },
+  }),
+);
 const clock = { now: 1_000_000 };
 const SECRET = 'svc-secret-0123456789abcdef0123456789';
 
@@ -45,16 +69,25 @@ beforeAll(async () => {
         clientSecret: SECRET,
         grantTypes: ['client_credentials'],
       },
+      {
+        clientId: 'web-console',
+        auth: 'none',
+        grantTypes: ['authorization_code'],
+        redirectUris: [WEB_REDIRECT],
+      },
     ],
     keyCheckIntervalMs: 0,
+    logger,
   });
-  // Two replicas behind one issuer URL, sharing one database.
+  // Two replicas behind one issuer URL, sharing one database (and so its cookie keys).
   a = await createBroker(await options());
   b = await createBroker(await options());
+  c = await createBroker({ ...(await options()), cookieKeys: [otherKey] });
 }, 60_000);
 afterAll(async () => {
   await a?.close();
   await b?.close();
+  await c?.close();
   await store?.close();
   await pgi?.stop();
 });
@@ -117,4 +150,79 @@ test('PostgreSQL adapter: lookups, expiry, consume, grant revocation', async () 
   await store.sweep();
   clock.now -= 61_000;
   expect(await device.find('d2')).toBeUndefined();
+});
+
+describe('cookie keys in the store', () => {
+  test('a sign-in started on one replica continues on the other', async () => {
+    const started = await startSignIn(fetchFn, a.url);
+    expect(started.loginPath).toMatch(/^\/login\/[\w-]+$/);
+    const page = await showLoginPage(fetchFn, b.url, started.loginPath, started.cookie);
+    expect(page.status).toBe(200);
+    expect(page.body).toContain('Sign in to Bulwark');
+    // The picker for this very interaction, not a new one.
+    expect(page.body).toContain(`action="${started.loginPath}"`);
+  });
+
+  test('refused: a replica with another cookie key does not accept the cookie', async () => {
+    // Same store, so the interaction exists there: only the signature tells them apart.
+    const started = await startSignIn(fetchFn, a.url);
+    const page = await showLoginPage(fetchFn, c.url, started.loginPath, started.cookie);
+    expect(page.status).toBe(400);
+    expect(page.body).toContain('Sign-in expired');
+    expect(page.body).not.toContain(`action="${started.loginPath}"`);
+  });
+
+  test('refused: the interaction cookie unsigned, or signed with a key not in the store', async () => {
+    const started = await startSignIn(fetchFn, a.url);
+    const unsigned = new Map([...started.cookies].filter(([name]) => !name.endsWith('.sig')));
+    expect(unsigned.size).toBeLessThan(started.cookies.size);
+    const bare = await showLoginPage(fetchFn, b.url, started.loginPath, cookieHeader(unsigned));
+    expect(bare.status).toBe(400);
+    // The uid is in the URL, so anyone can build the cookie; what they lack is the key.
+    const uid = started.loginPath.split('/').pop()!;
+    const forged = cookieHeader(signedCookie('_bulwark_interaction', uid, otherKey));
+    // Control: the replica that holds that key accepts the forgery, so it is well made...
+    expect((await showLoginPage(fetchFn, c.url, started.loginPath, forged)).status).toBe(200);
+    // ...and the replicas using the stored key refuse it.
+    const page = await showLoginPage(fetchFn, b.url, started.loginPath, forged);
+    expect(page.status).toBe(400);
+    expect(page.body).toContain('Sign-in expired');
+  });
+
+  test('the stored key is never logged', async () => {
+    const [key] = await store.cookieKeys();
+    expect(key).toMatch(/^[\w-]{43}$/);
+    // The sign-ins and refusals above logged audit records and failures.
+    expect(logLines.length).toBeGreaterThan(0);
+    expect(logLines.join('')).not.toContain(key);
+  });
+
+  test('stores opened at once on an empty database agree on one key', async () => {
+    const admin = new pg.Client({ connectionString: pgi.url });
+    await admin.connect();
+    await admin.query('CREATE DATABASE cookie_race');
+    await admin.end();
+    const url = new URL(pgi.url);
+    url.pathname = '/cookie_race';
+    const stores = await Promise.all(
+      Array.from({ length: 4 }, () => openPostgresIdentityStore({ connectionString: url.href })),
+    );
+    const check = new pg.Pool({ connectionString: url.href, max: 1 });
+    try {
+      const keys = await Promise.all(stores.map((s) => s.cookieKeys()));
+      expect(keys[0]).toHaveLength(1);
+      for (const k of keys) expect(k).toEqual(keys[0]);
+      const { rows } = await check.query<{ key: string }>('SELECT key FROM identity_cookie_keys');
+      expect(rows.map((r) => r.key)).toEqual(keys[0]);
+      // A rotation inserts a newer key: it comes first (signs), the older one still verifies.
+      const fresh = newCookieKey();
+      await check.query('INSERT INTO identity_cookie_keys (key, created_at) VALUES ($1, 0)', [
+        fresh,
+      ]);
+      expect(await stores[1]!.cookieKeys()).toEqual([fresh, ...keys[0]!]);
+    } finally {
+      await check.end();
+      await Promise.all(stores.map((s) => s.close()));
+    }
+  });
 });
