@@ -83,6 +83,8 @@ export function createSubjectTokenVerifier(deps: {
       now: () => new Date(deps.now()),
       cacheSize: SUBJECT_CACHE_SIZE,
       maxTokenLength: SUBJECT_MAX_LENGTH,
+      // Most exchanges bring a new partner token: keep its signature check off the event loop.
+      offThread: true,
     });
     verifiers.set(trusted, { algorithms: key, verifier });
     return verifier;

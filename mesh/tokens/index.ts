@@ -22,5 +22,6 @@ export {
   JWT_ALGORITHMS,
   keyServes,
   verifyJws,
+  verifyJwsOffThread,
   type JwtAlgorithm,
 } from './jws-algorithms.ts';

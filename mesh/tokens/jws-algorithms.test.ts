@@ -4,6 +4,7 @@ import {
   JWT_ALGORITHMS,
   keyServes,
   verifyJws,
+  verifyJwsOffThread,
   type JwtAlgorithm,
 } from './jws-algorithms.ts';
 
@@ -74,6 +75,18 @@ describe('JWS algorithms', () => {
     const tampered = Buffer.from(data);
     tampered[3] = tampered[3]! ^ 1;
     expect(verifyJws(alg, tampered, signature, pair.publicKey)).toBe(false);
+  });
+
+  it.each(JWT_ALGORITHMS)('%s on the thread pool gives the same answers', async (alg) => {
+    const pair = keys[signerOf[alg]];
+    const signature = jwsSign(alg, pair.privateKey);
+    const tampered = Buffer.from(data);
+    tampered[5] = tampered[5]! ^ 1;
+    await expect(verifyJwsOffThread(alg, data, signature, pair.publicKey)).resolves.toBe(true);
+    await expect(verifyJwsOffThread(alg, tampered, signature, pair.publicKey)).resolves.toBe(false);
+    for (const junk of [Buffer.alloc(0), Buffer.alloc(64, 7), Buffer.alloc(300, 1)]) {
+      await expect(verifyJwsOffThread(alg, data, junk, pair.publicKey)).resolves.toBe(false);
+    }
   });
 
   it('matches keys to algorithms: curve, key type and RSA size', () => {

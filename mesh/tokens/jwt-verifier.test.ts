@@ -222,6 +222,19 @@ describe('jwt verifier', () => {
     expect(v.cacheStats()).toMatchObject({ size: 0, hits: 0 });
   });
 
+  it('checks signatures on the thread pool when asked, with the same verdicts', async () => {
+    const v = verifier({ offThread: true });
+    const genuine = await sign(es, { alg: 'ES256', kid: 'es' });
+    expect((await v.verify(genuine)).payload.sub).toBe('acme/alice');
+    expect((await v.verify(await sign(ed, { alg: 'EdDSA', kid: 'ed' }))).payload.sub).toBe(
+      'acme/alice',
+    );
+    const [h, , s] = genuine.split('.');
+    const forged = `${h}.${b64({ ...claims, sub: 'acme/admin' })}.${s}`;
+    await expect(v.verify(forged)).rejects.toMatchObject({ code: 'ERR_TOKEN_SIGNATURE_INVALID' });
+    expect(v.cacheStats().size).toBe(2);
+  });
+
   it('refuses every one-character change of a cached genuine token', async () => {
     const v = verifier();
     const token = await sign(es, { alg: 'ES256', kid: 'es' });

@@ -14,7 +14,13 @@
  */
 import type { KeyObject } from 'node:crypto';
 import type { JWTHeaderParameters, JWTPayload, JWTVerifyGetKey } from 'jose';
-import { isJwtAlgorithm, keyServes, verifyJws, type JwtAlgorithm } from './jws-algorithms.ts';
+import {
+  isJwtAlgorithm,
+  keyServes,
+  verifyJws,
+  verifyJwsOffThread,
+  type JwtAlgorithm,
+} from './jws-algorithms.ts';
 import { publishedKeys, sameKey } from './published-keys.ts';
 import { TokenError } from './token-error.ts';
 import { createVerifiedTokenCache, type VerifiedTokenCacheStats } from './verified-token-cache.ts';
@@ -47,6 +53,12 @@ export interface JwtVerifierOptions {
   cacheSize?: number;
   /** Longer tokens are refused before any parsing. Default 16,384 characters. */
   maxTokenLength?: number;
+  /**
+   * Check signatures on libuv's thread pool instead of the calling thread. Default false: a
+   * mesh service sees few first-seen tokens and keeps the latency of a synchronous check; the
+   * broker, which checks a new partner token on most exchanges, frees its event loop.
+   */
+  offThread?: boolean;
 }
 
 /** A token that passed every check. Both parts are deeply frozen (they may be shared). */
@@ -127,6 +139,7 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
     clockToleranceSec: 30,
     now: () => new Date(),
     cacheSize: 10_000,
+    offThread: false,
     maxTokenLength: 16_384,
     ...options,
   };
@@ -164,10 +177,19 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
     return usable;
   }
 
-  function checkSignature(parts: string[], alg: JwtAlgorithm, candidates: KeyObject[]): KeyObject {
+  async function checkSignature(
+    parts: string[],
+    alg: JwtAlgorithm,
+    candidates: KeyObject[],
+  ): Promise<KeyObject> {
     const signature = decodeSegment(parts[2]!);
     const data = Buffer.from(`${parts[0]}.${parts[1]}`, 'latin1');
-    for (const key of candidates) if (verifyJws(alg, data, signature, key)) return key;
+    for (const key of candidates) {
+      const ok = config.offThread
+        ? await verifyJwsOffThread(alg, data, signature, key)
+        : verifyJws(alg, data, signature, key);
+      if (ok) return key;
+    }
     throw new TokenError('ERR_TOKEN_SIGNATURE_INVALID', 'token signature is not valid');
   }
 
@@ -216,7 +238,7 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
       const cached = cache.get(token, (key) => candidates.some((c) => sameKey(c, key)));
       if (cached) return cached;
 
-      const key = checkSignature(parts, alg as JwtAlgorithm, candidates);
+      const key = await checkSignature(parts, alg as JwtAlgorithm, candidates);
       const payload = jsonObject(parts[1]!);
       checkClaims(payload);
       const verified: VerifiedJwt = deepFreeze({ header, payload: payload as JWTPayload });
