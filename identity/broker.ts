@@ -70,7 +70,6 @@ export async function createBroker(input: BrokerOptions): Promise<Broker> {
   };
   // Read once: a key prepended to the store later (rotation) signs from the next start on.
   const cookieKeys = options.cookieKeys ?? (await store.cookieKeys());
-  const revoked = new Set(await store.revokedClients());
   const keys = await openKeyManager({
     store,
     now,
@@ -120,8 +119,8 @@ export async function createBroker(input: BrokerOptions): Promise<Broker> {
   });
   const pendingModel = new store.Adapter('UpstreamLogin');
 
-  const syncClients = () =>
-    store.syncClients(options.clients.filter((c) => !revoked.has(c.clientId)).map(clientMetadata));
+  // The store leaves out revoked clients itself (see IdentityStore.syncClients).
+  const syncClients = () => store.syncClients(options.clients.map(clientMetadata));
   await syncClients();
 
   function build(): Provider {
@@ -270,7 +269,6 @@ export async function createBroker(input: BrokerOptions): Promise<Broker> {
         throw new IdentityError('ERR_IDENTITY_UNKNOWN_CLIENT', `unknown client "${clientId}"`);
       }
       await store.addRevokedClient(clientId, now());
-      revoked.add(clientId);
       const count = await store.revokeClientArtefacts(clientId);
       await syncClients();
       rebuild();

@@ -165,7 +165,15 @@ export async function openPostgresIdentityStore(options: {
     syncClients: (clients) =>
       tx(async (c) => {
         await c.query("DELETE FROM identity_oidc_models WHERE model = 'Client'");
+        // Read after the DELETE, which waits for a concurrent sync to commit: a client revoked
+        // by another replica (its revocation committed before its own sync) stays out.
+        const revoked = new Set(
+          (
+            await c.query<{ client_id: string }>('SELECT client_id FROM identity_revoked_clients')
+          ).rows.map((r) => r.client_id),
+        );
         for (const client of clients) {
+          if (revoked.has(String(client.client_id))) continue;
           await c.query(upsertSql, [
             'Client',
             String(client.client_id),

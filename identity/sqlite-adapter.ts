@@ -12,7 +12,11 @@ export interface SqliteAdapterStore {
   /** Removes rows whose expiry has passed. */
   sweep(): void;
   /** Replaces the stored `Client` rows with these client metadata documents. */
-  syncClients(clients: Record<string, unknown>[]): void;
+  /**
+   * Replaces the `Client` rows, in one write transaction, leaving out the clients `isRevoked`
+   * names (asked inside that transaction).
+   */
+  syncClients(clients: Record<string, unknown>[], isRevoked?: (clientId: string) => boolean): void;
   /** Deletes every grant, token and code of a client; returns the number of grants removed. */
   revokeClient(clientId: string): number;
   close(): void;
@@ -154,12 +158,14 @@ export function openSqliteAdapterStore(options: {
       sweep.run(now());
       replaySweep.run(now());
     },
-    syncClients(clients) {
+    syncClients(clients, isRevoked = () => false) {
       db.exec('BEGIN IMMEDIATE');
       try {
         db.prepare("DELETE FROM oidc_models WHERE model = 'Client'").run();
-        for (const c of clients)
-          upsert.run('Client', String(c.client_id), JSON.stringify(c), null, null, null, null);
+        for (const c of clients) {
+          const id = String(c.client_id);
+          if (!isRevoked(id)) upsert.run('Client', id, JSON.stringify(c), null, null, null, null);
+        }
         db.exec('COMMIT');
       } catch (err) {
         db.exec('ROLLBACK');

@@ -66,7 +66,10 @@ export function openSqliteIdentityStore(path: string): IdentityStore {
   };
   return {
     Adapter: models.Adapter,
-    syncClients: async (clients) => models.syncClients(clients),
+    syncClients: async (clients) => {
+      const revoked = db.prepare('SELECT 1 FROM revoked_clients WHERE client_id = ?');
+      models.syncClients(clients, (clientId) => revoked.get(clientId) !== undefined);
+    },
     revokeClientArtefacts: async (clientId) => models.revokeClient(clientId),
     revokedClients: async () =>
       (

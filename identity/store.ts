@@ -20,7 +20,11 @@ export interface KeyRecord {
 export interface IdentityStore {
   /** The class to hand to `oidc-provider`'s `adapter` option. */
   readonly Adapter: new (name: string) => Adapter;
-  /** Replaces the stored `Client` rows with these client metadata documents. */
+  /**
+   * Replaces the stored `Client` rows with these client metadata documents, leaving out every
+   * client revoked in the store, read within the same transaction: a replica whose own list
+   * is older can never bring back a client another replica revoked.
+   */
   syncClients(clients: Record<string, unknown>[]): Promise<void>;
   /** Deletes every grant, token and code of a client; resolves to the number of grants removed. */
   revokeClientArtefacts(clientId: string): Promise<number>;

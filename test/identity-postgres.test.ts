@@ -70,6 +70,14 @@ beforeAll(async () => {
         grantTypes: ['client_credentials'],
       },
       {
+        clientId: 'svc-2',
+        org: 'acme',
+        roles: ['batch'],
+        auth: 'client_secret_basic',
+        clientSecret: SECRET,
+        grantTypes: ['client_credentials'],
+      },
+      {
         clientId: 'web-console',
         auth: 'none',
         grantTypes: ['authorization_code'],
@@ -132,6 +140,17 @@ test('a client revoked on one replica is refused by the other', async () => {
   const { status, body } = await token(b);
   expect(status).toBe(401);
   expect(body.error).toBe('invalid_client');
+});
+
+test("a replica's later re-sync never brings back a client another replica revoked", async () => {
+  // b started before a revoked svc, so its own view of revocations is older; its revocation
+  // of svc-2 re-syncs the clients, and svc must stay out.
+  await b.revokeClient('svc-2');
+  for (const broker of [a, b]) {
+    const { status, body } = await token(broker);
+    expect({ status, error: body.error }).toEqual({ status: 401, error: 'invalid_client' });
+  }
+  expect((await store.revokedClients()).sort()).toEqual(['svc', 'svc-2']);
 });
 
 test('PostgreSQL adapter: lookups, expiry, consume, grant revocation', async () => {
