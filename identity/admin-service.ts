@@ -46,6 +46,8 @@ export function createIdentityAdminService(broker: Broker, options: { logger?: L
       }),
       options,
     ),
+    // On demand (a key may be compromised): the new key signs at once, with none of the
+    // scheduled rotation's publish-ahead; see Broker.rotateSigningKeys.
     rotateSigningKeys: unaryHandler(async (call) => {
       const published = await broker.rotateSigningKeys(call.request.reason || 'on demand');
       return { activeKey: toSigningKey(published[0]!), publishedKeys: published.map(toSigningKey) };

@@ -39,6 +39,24 @@ test('maps a broker event onto an audit record', () => {
 test('every record has a subject and carries the trace of its request', () => {
   const rotate = toAuditRecord({ ...event, action: 'key.rotate', actor: {} });
   expect(rotate.actor?.sub).toBe('bulwark/identity');
+  const publish = toAuditRecord({
+    ...event,
+    action: 'key.publish',
+    actor: {},
+    target: {
+      kid: 'k2',
+      publishedAt: '2026-01-01T23:58:00.000Z',
+      activatesAt: '2026-01-02T00:00:00.000Z',
+      previousKid: 'k1',
+    },
+  });
+  expect(publish.actor?.sub).toBe('bulwark/identity');
+  expect(publish.attributes).toEqual({
+    kid: 'k2',
+    publishedAt: '2026-01-01T23:58:00.000Z',
+    activatesAt: '2026-01-02T00:00:00.000Z',
+    previousKid: 'k1',
+  });
   const anonymous = toAuditRecord({ ...event, action: 'token.refuse', actor: {} });
   expect(anonymous.actor?.sub).toBe('anonymous');
   const person = toAuditRecord({ ...event, actor: { sub: 'acme/u-1001', clientId: 'x' } });

@@ -16,7 +16,7 @@ function actorSub(event: IdentityAuditEvent): string {
   const { sub, org, clientId } = event.actor;
   if (sub) return sub;
   if (clientId) return org ? `${org}/${clientId}` : `client/${clientId}`;
-  return event.action === 'key.rotate' ? 'bulwark/identity' : 'anonymous';
+  return event.action.startsWith('key.') ? 'bulwark/identity' : 'anonymous';
 }
 
 /** Maps one broker event to the audit log's record (no token, code or secret is ever in it). */

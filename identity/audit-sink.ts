@@ -7,6 +7,9 @@ export type IdentityAuditAction =
   | 'token.revoke'
   | 'token.refuse'
   | 'device.authorize'
+  /** Scheduled rotation: the next signing key is published; it signs from `target.activatesAt`. */
+  | 'key.publish'
+  /** A new key signs from now on (on demand, or a scheduled key whose time came). */
   | 'key.rotate'
   | 'client.revoke';
 
@@ -31,6 +34,12 @@ export interface IdentityAuditEvent {
     kid?: string;
     tokenId?: string;
     grantType?: string;
+    /** Key rotation: when the key was published in the JWKS (RFC 3339). */
+    publishedAt?: string;
+    /** Key rotation: when the key starts (started) signing (RFC 3339). */
+    activatesAt?: string;
+    /** Key rotation: the key it replaces, which stays published until its tokens expire. */
+    previousKid?: string;
   };
   /** W3C trace and span id of the request that caused the event, when it was traced. */
   traceId?: string;

@@ -5,7 +5,7 @@ import type Provider from 'oidc-provider';
 import type { AccountStore } from './account-store.ts';
 import { createAuditor } from './auditor.ts';
 import { IdentityError } from './errors.ts';
-import type { SigningKeyInfo } from './key-manager.ts';
+import type { KeySwitch, SigningKeyInfo } from './key-manager.ts';
 import { openKeyManager } from './key-manager.ts';
 import { createLoginRoutes } from './login-routes.ts';
 import { resolveBrokerOptions, type BrokerOptions, type OrganisationConfig } from './options.ts';
@@ -29,9 +29,19 @@ export interface Broker {
   readonly url: string;
   /** Public signing keys now in the JWKS, the active one first. */
   signingKeys(): SigningKeyInfo[];
-  /** Rotates on demand: a new active key; the old one stays published until its tokens expire. */
+  /**
+   * Rotates on demand (a key may be compromised): the new key signs at once on this replica,
+   * without the publish-ahead of the scheduled rotation, so other replicas publish it only at
+   * their next key check. The old key stays published until its tokens expire; a key
+   * scheduled but not yet signing is dropped.
+   */
   rotateSigningKeys(reason?: string): Promise<SigningKeyInfo[]>;
-  /** Runs the rotation schedule now (the timer calls this every `keyCheckIntervalMs`). */
+  /**
+   * Runs the rotation schedule now (the timer calls this every `keyCheckIntervalMs`): reloads
+   * the keys, publishes the next key `keyPublishLeadMs` before the signing one reaches
+   * `keyRotationSeconds` (it then signs on every replica from its activation time, with no
+   * further write) and drops keys whose tokens have all expired.
+   */
   checkKeyRotation(): Promise<void>;
   /** Organisations without secrets (for the admin API). */
   organisations(): Omit<OrganisationConfig, 'clientSecret'>[];
@@ -74,6 +84,7 @@ export async function createBroker(input: BrokerOptions): Promise<Broker> {
     store,
     now,
     rotationSeconds: options.keyRotationSeconds,
+    publishLeadMs: options.keyPublishLeadMs,
     // Anything a key signs (access, client credentials and ID tokens) lives at most this long.
     retainSeconds: options.accessTokenTtlSeconds + 60,
   });
@@ -164,6 +175,9 @@ export async function createBroker(input: BrokerOptions): Promise<Broker> {
   });
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    // A scheduled key reached its activation time (or an old key its removal time): switch
+    // on the dot, not at the next key check, so replicas sign with the same key.
+    if (keys.stale()) rebuild();
     const url = new URL(req.url ?? '/', issuer);
     if (await login(req, res, url)) return;
     const form =
@@ -217,23 +231,39 @@ export async function createBroker(input: BrokerOptions): Promise<Broker> {
   };
   handler = options.tracing ? traceHttp(options.tracing, serveRequest) : serveRequest;
 
-  async function auditRotation(
-    reason: string,
-    rotated: { active: SigningKeyInfo; retired?: SigningKeyInfo },
-  ) {
+  const iso = (ms: number) => new Date(ms).toISOString();
+  // Times and kids only: never key material.
+  const rotationTarget = (change: KeySwitch) => ({
+    kid: change.active.kid,
+    publishedAt: iso(change.active.createdAt),
+    activatesAt: iso(change.active.activatesAt),
+    previousKid: change.retired?.kid,
+  });
+  async function auditRotation(reason: string, change: KeySwitch) {
     await auditor.record({
       action: 'key.rotate',
       outcome: 'success',
       reason,
       actor: {},
-      target: { kid: rotated.active.kid },
+      target: rotationTarget(change),
     });
   }
 
   async function checkKeyRotation() {
-    const { rotated, changed } = await keys.tick();
-    if (rotated) await auditRotation('scheduled', rotated);
+    const { scheduled, activated, changed } = await keys.tick();
     if (changed) rebuild();
+    // Recorded by the replica that published the next key...
+    if (scheduled) {
+      await auditor.record({
+        action: 'key.publish',
+        outcome: 'success',
+        reason: 'scheduled',
+        actor: {},
+        target: rotationTarget(scheduled),
+      });
+    }
+    // ...and by each replica when it starts signing with it.
+    if (activated) await auditRotation('scheduled', activated);
   }
   const timer =
     options.keyCheckIntervalMs > 0

@@ -27,6 +27,11 @@ test('defaults are documented values', () => {
     keyRotationSeconds: 86_400,
     upstream: { ca: [], timeoutMs: 5000 },
   });
+  // Scheduled rotation publishes the next key two checks (at least 2 minutes) ahead.
+  expect(r).toMatchObject({ keyCheckIntervalMs: 60_000, keyPublishLeadMs: 120_000 });
+  expect(resolve({ keyCheckIntervalMs: 300_000 }).keyPublishLeadMs).toBe(600_000);
+  expect(resolve({ keyCheckIntervalMs: 0 }).keyPublishLeadMs).toBe(120_000);
+  expect(resolve({ keyPublishLeadMs: 125_000 }).keyPublishLeadMs).toBe(125_000);
   // No per-process random default: the broker reads the keys kept in its store.
   expect(r.cookieKeys).toBeUndefined();
   expect(resolve({ cookieKeys: ['k2', 'k1'] }).cookieKeys).toEqual(['k2', 'k1']);
@@ -65,6 +70,10 @@ test.each<[string, Partial<BrokerOptions>]>([
     { clients: [{ clientId: 'c', auth: 'none', grantTypes: [], scopes: ['everything'] }] },
   ],
   ['accessTokenTtlSeconds', { accessTokenTtlSeconds: 0 }],
+  ['keyPublishLeadMs', { keyPublishLeadMs: 119_999 }],
+  ['keyPublishLeadMs', { keyCheckIntervalMs: 1000, keyPublishLeadMs: -1 }],
+  ['keyPublishLeadMs', { keyCheckIntervalMs: 1000, keyPublishLeadMs: Number.NaN }],
+  ['keyCheckIntervalMs', { keyCheckIntervalMs: -1 }],
   ['cookieKeys', { cookieKeys: [] }],
   ['cookieKeys', { cookieKeys: ['k', ''] }],
 ])('a bad %s is refused with the option named', (option, bad) => {

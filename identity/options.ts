@@ -106,8 +106,19 @@ export interface BrokerOptions {
   refreshTokenTtlSeconds?: number;
   /** Signing key rotation period. Default 24 h. */
   keyRotationSeconds?: number;
-  /** How often the rotation schedule is checked. Default 60 s; 0 disables the timer. */
+  /**
+   * How often each replica reloads the signing keys and checks the rotation schedule.
+   * Default 60 s; 0 disables the timer.
+   */
   keyCheckIntervalMs?: number;
+  /**
+   * Scheduled rotation publishes the next signing key this long before it starts signing, so
+   * every replica (each reloads keys every `keyCheckIntervalMs`) serves it in its JWKS before
+   * any token is signed with it. Must be at least twice `keyCheckIntervalMs`. Default: the
+   * larger of twice `keyCheckIntervalMs` and 2 minutes. On-demand rotation
+   * (`Broker.rotateSigningKeys`) does not wait: it switches at once.
+   */
+  keyPublishLeadMs?: number;
   /** Upstream IdP access: extra CAs and timeout per request. Defaults: none, 5000 ms. */
   upstream?: { ca?: string[]; timeoutMs?: number };
   /**
@@ -195,16 +206,28 @@ export function resolveBrokerOptions(options: BrokerOptions): ResolvedBrokerOpti
   }
   const ttl = options.accessTokenTtlSeconds ?? 300;
   if (!(ttl > 0 && ttl <= 3600)) fail('accessTokenTtlSeconds', 'must be between 1 and 3600');
+  const checkMs = options.keyCheckIntervalMs ?? 60_000;
+  if (!(Number.isFinite(checkMs) && checkMs >= 0)) {
+    fail('keyCheckIntervalMs', 'must be a number of milliseconds, 0 or more');
+  }
+  const leadMs = options.keyPublishLeadMs ?? Math.max(2 * checkMs, 120_000);
+  if (!(Number.isFinite(leadMs) && leadMs >= 2 * checkMs)) {
+    fail(
+      'keyPublishLeadMs',
+      `must be at least twice keyCheckIntervalMs (${2 * checkMs} ms): a replica may take that long to publish the next key`,
+    );
+  }
   return {
     host: '127.0.0.1',
     port: 0,
     now: Date.now,
     refreshTokenTtlSeconds: 8 * 3600,
     keyRotationSeconds: 24 * 3600,
-    keyCheckIntervalMs: 60_000,
     ...options,
     databasePath: options.databasePath ?? '',
     accessTokenTtlSeconds: ttl,
+    keyCheckIntervalMs: checkMs,
+    keyPublishLeadMs: leadMs,
     upstream: { ca: options.upstream?.ca ?? [], timeoutMs: options.upstream?.timeoutMs ?? 5000 },
   };
 }

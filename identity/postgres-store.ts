@@ -24,7 +24,17 @@ const SCHEMA = `
   CREATE TABLE IF NOT EXISTS identity_signing_keys (
     kid TEXT PRIMARY KEY, jwk TEXT NOT NULL, created_at BIGINT NOT NULL,
     retired_at BIGINT, remove_after BIGINT);
-  -- At most one active key, even when replicas race to create or rotate it.
+  -- Scheduled rotation: when a key starts signing (NULL on rows written before it existed:
+  -- since created_at). Looked up first: ALTER TABLE would take an exclusive lock on every start.
+  DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+        WHERE table_schema = current_schema() AND table_name = 'identity_signing_keys'
+          AND column_name = 'activates_at') THEN
+      ALTER TABLE identity_signing_keys ADD COLUMN activates_at BIGINT;
+    END IF;
+  END $$;
+  -- At most one key not retired (the newest, active or published ahead of its activation),
+  -- even when replicas race to create, rotate or schedule it.
   CREATE UNIQUE INDEX IF NOT EXISTS identity_signing_keys_one_active
     ON identity_signing_keys ((true)) WHERE retired_at IS NULL;
   -- Cookie signing keys; the highest id is the newest (signs), the others still verify.
@@ -42,6 +52,7 @@ interface KeyRow {
   kid: string;
   jwk: string;
   created_at: string;
+  activates_at: string | null;
   retired_at: string | null;
   remove_after: string | null;
 }
@@ -227,12 +238,13 @@ export async function openPostgresIdentityStore(options: {
     listKeys: async () =>
       (
         await pool.query<KeyRow>(
-          'SELECT * FROM identity_signing_keys ORDER BY retired_at IS NOT NULL, created_at DESC, kid',
+          'SELECT * FROM identity_signing_keys ORDER BY COALESCE(activates_at, created_at) DESC, kid',
         )
       ).rows.map((r): KeyRecord => ({
         kid: r.kid,
         jwk: r.jwk,
         createdAt: Number(r.created_at),
+        activatesAt: num(r.activates_at),
         retiredAt: num(r.retired_at),
         removeAfter: num(r.remove_after),
       })),
@@ -243,15 +255,18 @@ export async function openPostgresIdentityStore(options: {
             'SELECT kid FROM identity_signing_keys WHERE retired_at IS NULL FOR UPDATE',
           );
           if (current.rows[0]?.kid !== expectedActiveKid) return false;
-          if (expectedActiveKid) {
-            await c.query(
-              'UPDATE identity_signing_keys SET retired_at = $1, remove_after = $2 WHERE kid = $3',
-              [retire.at, retire.removeAfter, expectedActiveKid],
-            );
-          }
           await c.query(
-            'INSERT INTO identity_signing_keys (kid, jwk, created_at) VALUES ($1, $2, $3)',
-            [fresh.kid, fresh.jwk, fresh.createdAt],
+            'DELETE FROM identity_signing_keys WHERE COALESCE(activates_at, created_at) > $1',
+            [retire.at],
+          );
+          await c.query(
+            `UPDATE identity_signing_keys SET retired_at = $1, remove_after = $2
+             WHERE retired_at IS NULL OR retired_at > $1`,
+            [retire.at, retire.removeAfter],
+          );
+          await c.query(
+            'INSERT INTO identity_signing_keys (kid, jwk, created_at, activates_at) VALUES ($1, $2, $3, $4)',
+            [fresh.kid, fresh.jwk, fresh.createdAt, fresh.activatesAt ?? fresh.createdAt],
           );
           return true;
         });

@@ -7,6 +7,7 @@ interface KeyRow {
   kid: string;
   jwk: string;
   created_at: number;
+  activates_at: number | null;
   retired_at: number | null;
   remove_after: number | null;
 }
@@ -15,6 +16,7 @@ const toRecord = (r: KeyRow): KeyRecord => ({
   kid: r.kid,
   jwk: r.jwk,
   createdAt: r.created_at,
+  activatesAt: r.activates_at ?? undefined,
   retiredAt: r.retired_at ?? undefined,
   removeAfter: r.remove_after ?? undefined,
 });
@@ -35,11 +37,12 @@ export function openSqliteIdentityStore(path: string): IdentityStore {
     CREATE TABLE IF NOT EXISTS revoked_clients (client_id TEXT PRIMARY KEY, revoked_at INTEGER NOT NULL);
     CREATE TABLE IF NOT EXISTS signing_keys (
       kid TEXT PRIMARY KEY, jwk TEXT NOT NULL, created_at INTEGER NOT NULL,
-      retired_at INTEGER, remove_after INTEGER);
+      retired_at INTEGER, remove_after INTEGER, activates_at INTEGER);
     -- Cookie signing keys; the highest id is the newest (signs), the others still verify.
     CREATE TABLE IF NOT EXISTS cookie_keys (
       id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE, created_at INTEGER NOT NULL);
   `);
+  migrate(db);
   // Prepared once: token exchange reads and writes an account on every call.
   const upsertAccount = db.prepare(
     `INSERT INTO accounts (account_id, data, updated_at) VALUES (?, ?, ?)
@@ -97,7 +100,7 @@ export function openSqliteIdentityStore(path: string): IdentityStore {
       (
         db
           .prepare(
-            'SELECT * FROM signing_keys ORDER BY retired_at IS NOT NULL, created_at DESC, kid',
+            'SELECT * FROM signing_keys ORDER BY COALESCE(activates_at, created_at) DESC, kid',
           )
           .all() as unknown as KeyRow[]
       ).map(toRecord),
@@ -107,18 +110,16 @@ export function openSqliteIdentityStore(path: string): IdentityStore {
           .prepare('SELECT kid FROM signing_keys WHERE retired_at IS NULL')
           .get() as { kid: string } | undefined;
         if (current?.kid !== expectedActiveKid) return false;
-        if (current) {
-          db.prepare('UPDATE signing_keys SET retired_at = ?, remove_after = ? WHERE kid = ?').run(
-            retire.at,
-            retire.removeAfter,
-            current.kid,
-          );
-        }
-        db.prepare('INSERT INTO signing_keys (kid, jwk, created_at) VALUES (?, ?, ?)').run(
-          fresh.kid,
-          fresh.jwk,
-          fresh.createdAt,
+        db.prepare('DELETE FROM signing_keys WHERE COALESCE(activates_at, created_at) > ?').run(
+          retire.at,
         );
+        db.prepare(
+          `UPDATE signing_keys SET retired_at = ?, remove_after = ?
+           WHERE retired_at IS NULL OR retired_at > ?`,
+        ).run(retire.at, retire.removeAfter, retire.at);
+        db.prepare(
+          'INSERT INTO signing_keys (kid, jwk, created_at, activates_at) VALUES (?, ?, ?, ?)',
+        ).run(fresh.kid, fresh.jwk, fresh.createdAt, fresh.activatesAt ?? fresh.createdAt);
         return true;
       }),
     deleteKeys: async (kids) => {
@@ -140,4 +141,25 @@ export function openSqliteIdentityStore(path: string): IdentityStore {
     sweep: async () => models.sweep(),
     close: async () => db.close(),
   };
+}
+
+/**
+ * Brings a file written by an earlier version up to date. `activates_at` came with scheduled
+ * rotation; a key without it has signed since its creation. Checked and altered under the
+ * write lock: two processes opening the same old file must not both add the column.
+ */
+function migrate(db: DatabaseSync): void {
+  const hasColumn = () =>
+    (db.prepare('PRAGMA table_info(signing_keys)').all() as unknown as { name: string }[]).some(
+      (c) => c.name === 'activates_at',
+    );
+  if (hasColumn()) return;
+  db.exec('BEGIN IMMEDIATE');
+  try {
+    if (!hasColumn()) db.exec('ALTER TABLE signing_keys ADD COLUMN activates_at INTEGER');
+    db.exec('COMMIT');
+  } catch (err) {
+    db.exec('ROLLBACK');
+    throw err;
+  }
 }

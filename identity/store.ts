@@ -2,13 +2,26 @@ import { randomBytes } from 'node:crypto';
 import type { Adapter } from 'oidc-provider';
 import type { Account } from './account-store.ts';
 
-/** A signing key as stored: the private JWK (JSON) and its lifecycle times (ms). */
+/**
+ * A signing key as stored: the private JWK (JSON) and its lifecycle times (ms). A key is
+ * published from `createdAt` to `removeAfter` and signs from `activatesAt` to `retiredAt`;
+ * every replica works this out from the times alone, so a key published ahead of a scheduled
+ * rotation starts signing everywhere at once without a second write.
+ */
 export interface KeyRecord {
   kid: string;
   /** Private JWK as JSON text. A secret: never logged or returned by an API. */
   jwk: string;
+  /** When the key was added (and published). */
   createdAt: number;
+  /**
+   * When the key starts signing. Undefined (rows written before scheduled rotation existed):
+   * since `createdAt`.
+   */
+  activatesAt?: number;
+  /** When the key stops signing (may lie in the future: the next key is scheduled). */
   retiredAt?: number;
+  /** When the key leaves the JWKS. */
   removeAfter?: number;
 }
 
@@ -32,12 +45,18 @@ export interface IdentityStore {
   addRevokedClient(clientId: string, at: number): Promise<void>;
   upsertAccount(account: Account, at: number): Promise<void>;
   findAccount(accountId: string): Promise<Account | undefined>;
-  /** All stored keys, the active one (no `retiredAt`) first, then newest first. */
+  /** All stored keys, the latest activation time first. */
   listKeys(): Promise<KeyRecord[]>;
   /**
-   * Adds `fresh` as the active key and retires the current one, atomically. Resolves false
-   * (and changes nothing) when the active key is no longer `expectedActiveKid`: another replica
-   * rotated first.
+   * Adds `fresh` (signing from its `activatesAt`, at or after `retire.at`), atomically:
+   * every key not retired by `retire.at` is retired then (`retiredAt`, `removeAfter` set)
+   * and a key that would only have started signing after `retire.at` is deleted (it never
+   * signed). A scheduled rotation passes the future activation time as `retire.at`; an
+   * on-demand one passes now.
+   *
+   * Resolves false (and changes nothing) when the newest key (the one without `retiredAt`)
+   * is no longer `expectedActiveKid`: another replica rotated or scheduled first, so two
+   * replicas never both add a key for the same rotation.
    */
   rotateKeys(
     fresh: KeyRecord,

@@ -122,18 +122,39 @@ test('key rotation: old tokens verify until they expire, then the old key leaves
   expect(await publishedKids()).toEqual([newKid]);
 });
 
-test('key rotation on schedule', async () => {
-  const active = h.broker.signingKeys()[0]!.kid;
-  h.clock.now += 24 * 3600_000;
+test('key rotation on schedule: the next key is published two minutes ahead, then signs', async () => {
+  const current = h.broker.signingKeys()[0]!;
+  const due = current.activatesAt + 24 * 3600_000;
+  h.clock.now = due - 120_000;
   await h.broker.checkKeyRotation();
   const keys = h.broker.signingKeys();
-  expect(keys[0]!.kid).not.toBe(active);
-  expect(keys[0]!.active).toBe(true);
-  expect(keys.find((k) => k.kid === active)?.active).toBe(false);
-  expect(h.audit.events.some((e) => e.action === 'key.rotate' && e.reason === 'scheduled')).toBe(
-    true,
-  );
-  expect(decodeProtectedHeader(await gatewayToken()).kid).toBe(keys[0]!.kid);
+  expect(keys[0]).toMatchObject({ kid: current.kid, active: true, retiredAt: due });
+  const next = keys.find((k) => k.activatesAt === due)!;
+  expect(next.active).toBe(false);
+  // In the JWKS already, but not signing yet.
+  expect(await publishedKids()).toEqual([current.kid, next.kid]);
+  expect(decodeProtectedHeader(await gatewayToken()).kid).toBe(current.kid);
+  const published = h.audit.events.find((e) => e.action === 'key.publish');
+  expect(published).toMatchObject({
+    reason: 'scheduled',
+    target: {
+      kid: next.kid,
+      publishedAt: new Date(due - 120_000).toISOString(),
+      activatesAt: new Date(due).toISOString(),
+      previousKid: current.kid,
+    },
+  });
+  // At its time it signs, before any key check.
+  h.clock.now = due;
+  expect(decodeProtectedHeader(await gatewayToken()).kid).toBe(next.kid);
+  expect(await publishedKids()).toEqual([next.kid, current.kid]);
+  await h.broker.checkKeyRotation();
+  expect(
+    h.audit.events.find((e) => e.action === 'key.rotate' && e.reason === 'scheduled'),
+  ).toMatchObject({ target: { kid: next.kid, previousKid: current.kid } });
+  // No key material in either record.
+  const records = JSON.stringify(h.audit.events.filter((e) => e.action.startsWith('key.')));
+  expect(records).not.toMatch(/"d"|"x"|"y"/);
 });
 
 test('revoking a client refuses it from then on', async () => {

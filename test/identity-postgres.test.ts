@@ -126,7 +126,7 @@ test('replicas share one signing key: a token from one verifies with the JWKS of
   expect(payload).toMatchObject({ sub: 'acme/svc', org: 'acme', roles: ['batch'] });
 });
 
-test('a rotation on one replica reaches the other at its next check', async () => {
+test('an on-demand rotation signs at once on its replica and reaches the other at its next check', async () => {
   const before = a.signingKeys()[0]!.kid;
   const [active] = await a.rotateSigningKeys('test');
   await b.checkKeyRotation();

@@ -58,7 +58,7 @@ export interface SigningKey {
   createdAt:
     | Date
     | undefined;
-  /** When the key stopped signing; unset for the active key. */
+  /** When the key stops (or stopped) signing; unset while no next key is scheduled. */
   retiredAt:
     | Date
     | undefined;
@@ -66,7 +66,10 @@ export interface SigningKey {
   removeAfter:
     | Date
     | undefined;
-  /** Whether this key signs new tokens. */
+  /**
+   * Whether this key signs new tokens now (false for a key published ahead of a scheduled
+   * rotation, until its activation time).
+   */
   active: boolean;
 }
 
@@ -872,8 +875,11 @@ export const IdentityAdminServiceService = {
     responseDeserialize: (value: Buffer): ListOrganisationsResponse => ListOrganisationsResponse.decode(value),
   },
   /**
-   * Adds a new signing key and makes it the active one. Previous keys stay in the JWKS until
-   * every token they signed has expired.
+   * Adds a new signing key and makes it the active one at once, on the replica serving the
+   * call (for a key that may be compromised); other replicas publish it at their next key
+   * check. Unlike the scheduled rotation, which publishes the next key ahead of its activation
+   * time, this does not wait, and a key scheduled but not yet signing is dropped. Previous keys
+   * stay in the JWKS until every token they signed has expired.
    */
   rotateSigningKeys: {
     path: "/bulwark.identity.v1.IdentityAdminService/RotateSigningKeys" as const,
@@ -903,8 +909,11 @@ export interface IdentityAdminServiceServer extends UntypedServiceImplementation
   /** Lists the partner organisations the broker federates with. */
   listOrganisations: handleUnaryCall<ListOrganisationsRequest, ListOrganisationsResponse>;
   /**
-   * Adds a new signing key and makes it the active one. Previous keys stay in the JWKS until
-   * every token they signed has expired.
+   * Adds a new signing key and makes it the active one at once, on the replica serving the
+   * call (for a key that may be compromised); other replicas publish it at their next key
+   * check. Unlike the scheduled rotation, which publishes the next key ahead of its activation
+   * time, this does not wait, and a key scheduled but not yet signing is dropped. Previous keys
+   * stay in the JWKS until every token they signed has expired.
    */
   rotateSigningKeys: handleUnaryCall<RotateSigningKeysRequest, RotateSigningKeysResponse>;
   /** Revokes a client: its grants and tokens are revoked and new token requests are refused. */
@@ -929,8 +938,11 @@ export interface IdentityAdminServiceClient extends Client {
     callback: (error: ServiceError | null, response: ListOrganisationsResponse) => void,
   ): ClientUnaryCall;
   /**
-   * Adds a new signing key and makes it the active one. Previous keys stay in the JWKS until
-   * every token they signed has expired.
+   * Adds a new signing key and makes it the active one at once, on the replica serving the
+   * call (for a key that may be compromised); other replicas publish it at their next key
+   * check. Unlike the scheduled rotation, which publishes the next key ahead of its activation
+   * time, this does not wait, and a key scheduled but not yet signing is dropped. Previous keys
+   * stay in the JWKS until every token they signed has expired.
    */
   rotateSigningKeys(
     request: RotateSigningKeysRequest,
