@@ -4,7 +4,11 @@
  *   appenders over mTLS, against the service running as its own process, SQLite and PostgreSQL
  *   (PostgreSQL with fsync and synchronous_commit on): unary Append (one record per call) and
  *   AppendBatch (each appender streams `AUDIT_BENCH_BATCH` records, default 100, and waits for
- *   the stream's acknowledgement); and the same commit path in-process without gRPC. The appenders are spread over several client
+ *   the stream's acknowledgement); through the mesh's own append pipeline (each appender
+ *   appends one record at a time and waits for its receipt, while the appenders of one client
+ *   process share `createAuditPipeline`, as concurrent inference calls do: one call on the
+ *   wire, the records that arrive meanwhile gathered into the next AppendBatch); and the same
+ *   commit path in-process without gRPC. The appenders are spread over several client
  *   processes (each with its own connection) so one client's CPU is not what is measured;
  * - inclusion and consistency proof time from the stored node table at 10^4, 10^6 and 10^7
  *   leaves (10^7 when `AUDIT_BENCH_HUGE=1`, it takes minutes to build);
@@ -13,6 +17,8 @@
  * Knobs (environment): `AUDIT_BENCH_SECONDS` (per load step, default 4), `AUDIT_BENCH_CLIENTS`
  * (client processes, default 2), `AUDIT_BENCH_APPENDERS` (default `1,16,256`),
  * `AUDIT_BENCH_PARTS` (`sqlite,postgres,proofs,verify`), `AUDIT_BENCH_BATCH`, `AUDIT_BENCH_NO_BATCH=1`,
+ * `AUDIT_BENCH_PIPELINE_IN_FLIGHT` (the pipeline's calls under way at once, default 1 as in
+ * inference),
  * `AUDIT_BENCH_VERIFY_LEAVES` (default 500,000), `AUDIT_BENCH_HUGE=1`, and
  * `AUDIT_BENCH_SERVICE_ARGS` (extra flags of the audit service, e.g. `--no-verify-on-start`),
  * `AUDIT_BENCH_NODE_ARGS` (extra Node flags for the service and client processes, e.g.
@@ -24,7 +30,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { DatabaseSync } from 'node:sqlite';
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
 import { Metadata, type ServiceError } from '@grpc/grpc-js';
 import { pino } from 'pino';
 import {
@@ -37,6 +43,7 @@ import {
 } from '../gen/bulwark/audit/v1/audit.ts';
 import { createTestPki } from '../mesh/ca/testing.ts';
 import { createMeshClient } from '../mesh/kit/index.ts';
+import { promiseAuditClient } from '../services/inference/server/grpc-clients.ts';
 import { openAuditLog } from '../services/audit/log.ts';
 import {
   consistencyRanges,
@@ -125,7 +132,7 @@ interface ClientJob {
   /** Appender numbers start here (actor names differ between processes). */
   firstAppender: number;
   seconds: number;
-  /** 0: unary Append; n: AppendBatch streams of n records. */
+  /** 0: unary Append; n > 0: AppendBatch streams of n records; -1: the append pipeline. */
   batch: number;
 }
 
@@ -178,11 +185,41 @@ async function appendClient(job: ClientJob): Promise<ClientOutcome> {
       policyRevision: 'rev-1',
     }),
   );
+  // The appenders of this process share one pipeline, as the calls of one inference replica do.
+  const pipeline =
+    job.batch < 0
+      ? promiseAuditClient(client, 5000, {
+          maxInFlight: Number(process.env.AUDIT_BENCH_PIPELINE_IN_FLIGHT ?? 1),
+        })
+      : undefined;
   await Promise.all(
     Array.from({ length: job.appenders }, async (_, k) => {
       const a = job.firstAppender + k;
       while (performance.now() < end) {
         const t0 = performance.now();
+        if (pipeline) {
+          await pipeline
+            .append(
+              AuditRecord.fromPartial({
+                id: randomUUID(),
+                service: 'inference',
+                eventType: EventType.EVENT_TYPE_INFERENCE,
+                actor: { sub: `acme/user${a}`, org: 'acme' },
+                action: 'infer',
+                target: { modelName: 'iris', modelVersion: '3' },
+                outcome: Outcome.OUTCOME_SUCCESS,
+                latencyUs: 1234,
+              }),
+            )
+            .then(
+              () => {
+                records++;
+                latencies.push(performance.now() - t0);
+              },
+              () => errors++,
+            );
+          continue;
+        }
         if (job.batch > 0) {
           await new Promise<void>((resolve) => {
             const stream = client.appendBatch((err) => {
@@ -327,6 +364,7 @@ async function appendLoad(backend: string, storeArgs: string[]): Promise<AppendR
     ...(process.env.AUDIT_BENCH_NO_BATCH === '1'
       ? []
       : [{ batch: BATCH, label: `${backend} AppendBatch (${BATCH} records/stream)` }]),
+    { batch: -1, label: `${backend} pipeline (1 record/appender)` },
   ];
   try {
     for (const { batch, label } of steps) {
@@ -617,7 +655,8 @@ export async function run(): Promise<BenchReport> {
     `durable appends: over mTLS (service in its own process; appenders spread over up to ${CLIENTS}`,
     'client processes, one connection each), and the',
     'in-process commit path without gRPC; load average at start: ' + loadAtStart.toFixed(1),
-    'latency: per call for Append, per stream acknowledgement for AppendBatch; every',
+    'latency: per call for Append, per stream acknowledgement for AppendBatch, per record for',
+    'the pipeline (one Append on the wire per client process, the rest gathered into AppendBatch); every',
     'acknowledgement is durable (SQLite synchronous=FULL, PostgreSQL fsync + synchronous_commit).',
     'backend and call                                appenders  records/s  p50 ms  p99 ms  errors  cpu µs/rec server/clients',
     ...appends.map(
@@ -654,6 +693,7 @@ export async function run(): Promise<BenchReport> {
 // Client mode: this file run as a child by `runClients` (never when imported by `bench/run.ts`).
 if (process.env.AUDIT_BENCH_CLIENT && process.argv[1] === import.meta.filename) {
   const outcome = await appendClient(JSON.parse(process.env.AUDIT_BENCH_CLIENT) as ClientJob);
-  process.stdout.write(JSON.stringify(outcome));
-  process.exit(0);
+  // A pipe is written asynchronously: exit only once the whole outcome is out (it can be
+  // hundreds of kilobytes of latencies).
+  process.stdout.write(JSON.stringify(outcome), () => process.exit(0));
 }
