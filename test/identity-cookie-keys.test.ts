@@ -11,6 +11,7 @@ import { WEB_REDIRECT } from '../identity/testing/harness.ts';
 import { showLoginPage, startSignIn } from '../identity/testing/login-cookies.ts';
 import { createTestCa } from '../identity/testing/tls.ts';
 import { createTlsFetch } from '../identity/tls-fetch.ts';
+import { OFFLINE_ACME } from '../identity/testing/fixtures.ts';
 
 let dir: string;
 let fetchFn: typeof fetch;
@@ -26,17 +27,7 @@ beforeAll(async () => {
     issuer: 'https://id.bulwark.test',
     tls: await ca.server('identity'),
     databasePath: join(dir, 'identity.db'),
-    organisations: [
-      {
-        id: 'acme',
-        displayName: 'Acme',
-        issuer: 'https://idp.acme.example',
-        clientId: 'bulwark',
-        clientSecret: 'unused',
-        emailDomains: ['acme.example'],
-        roleMapping: [],
-      },
-    ],
+    organisations: [OFFLINE_ACME],
     clients: [
       {
         clientId: 'web-console',

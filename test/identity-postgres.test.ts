@@ -16,6 +16,7 @@ import {
   signedCookie,
   startSignIn,
 } from '../identity/testing/login-cookies.ts';
+import { OFFLINE_ACME } from '../identity/testing/fixtures.ts';
 
 let pgi: PostgresInstance;
 let store: IdentityStore;
@@ -49,17 +50,7 @@ beforeAll(async () => {
     issuer: 'https://id.bulwark.test',
     tls: await ca.server('identity'),
     store,
-    organisations: [
-      {
-        id: 'acme',
-        displayName: 'Acme',
-        issuer: 'https://idp.acme.example',
-        clientId: 'bulwark',
-        clientSecret: 'unused',
-        emailDomains: ['acme.example'],
-        roleMapping: [],
-      },
-    ],
+    organisations: [OFFLINE_ACME],
     clients: [
       {
         clientId: 'svc',
