@@ -24,24 +24,13 @@ import {
   type MeshServer,
   type PeerIdentity,
 } from '../mesh/kit/index.ts';
+import { jsonUnaryMethod } from '../mesh/kit/testing.ts';
 
 // A JSON echo service: enough to exercise the kit without a generated proto.
 type EchoRequest = { text: string; delayMs?: number; fail?: 'mesh' | 'crash' };
 type EchoResponse = { text: string; peer: PeerIdentity };
-const json = {
-  serialize: (value: unknown) => Buffer.from(JSON.stringify(value)),
-  deserialize: (bytes: Buffer) => JSON.parse(bytes.toString('utf8')),
-};
 const EchoService = {
-  echo: {
-    path: '/bulwark.test.v1.EchoService/Echo',
-    requestStream: false,
-    responseStream: false,
-    requestSerialize: json.serialize,
-    requestDeserialize: json.deserialize,
-    responseSerialize: json.serialize,
-    responseDeserialize: json.deserialize,
-  },
+  echo: jsonUnaryMethod('/bulwark.test.v1.EchoService/Echo'),
 } as const;
 interface EchoClient extends Client {
   echo(

@@ -24,22 +24,11 @@ import {
   unaryHandler,
   type MeshServer,
 } from '../mesh/kit/index.ts';
+import { jsonUnaryMethod } from '../mesh/kit/testing.ts';
 
 // A tiny service that tells the caller which client certificate the server saw.
-const json = {
-  serialize: (value: unknown) => Buffer.from(JSON.stringify(value ?? {})),
-  deserialize: (bytes: Buffer) => JSON.parse(bytes.toString('utf8') || '{}'),
-};
 const WhoAmIService = {
-  whoAmI: {
-    path: '/bulwark.test.v1.WhoAmIService/WhoAmI',
-    requestStream: false,
-    responseStream: false,
-    requestSerialize: json.serialize,
-    requestDeserialize: json.deserialize,
-    responseSerialize: json.serialize,
-    responseDeserialize: json.deserialize,
-  },
+  whoAmI: jsonUnaryMethod('/bulwark.test.v1.WhoAmIService/WhoAmI'),
 } as const;
 interface WhoAmIClient extends Client {
   whoAmI(

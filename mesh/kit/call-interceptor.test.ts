@@ -11,24 +11,13 @@ import { createTestPki, type TestPki } from '../ca/index.ts';
 import { createLogger, createTelemetry, type Telemetry } from '../telemetry/index.ts';
 import { createMeshClient, createMeshServer, peerIdentity, unaryHandler } from './index.ts';
 import type { MeshServer } from './server.ts';
+import { jsonUnaryMethod } from './testing.ts';
 
 // The mesh server folds the telemetry interceptor into its own single interceptor: these tests
 // check that the folded path keeps every effect of the stacked one.
 type Msg = { text: string };
-const json = {
-  serialize: (value: unknown) => Buffer.from(JSON.stringify(value)),
-  deserialize: (bytes: Buffer) => JSON.parse(bytes.toString('utf8')) as Msg,
-};
 const Service = {
-  echo: {
-    path: '/bulwark.test.v1.FoldService/Echo',
-    requestStream: false,
-    responseStream: false,
-    requestSerialize: json.serialize,
-    requestDeserialize: json.deserialize,
-    responseSerialize: json.serialize,
-    responseDeserialize: json.deserialize,
-  },
+  echo: jsonUnaryMethod('/bulwark.test.v1.FoldService/Echo'),
 } as const;
 const EchoClient = makeGenericClientConstructor(Service, 'FoldService');
 

@@ -15,26 +15,15 @@ import { createMeshClient } from './client.ts';
 import { unaryHandler } from './handlers.ts';
 import { probeHealth } from './health-probe.ts';
 import { createMeshServer, type MeshServer } from './server.ts';
+import { jsonUnaryMethod } from './testing.ts';
 
 /*
  * The server's own SPIFFE ID may call grpc.health.v1.Health/Check (container probes run beside
  * the service with its certificate) and nothing else; everyone else is exactly as before.
  */
 
-const json = {
-  serialize: (value: unknown) => Buffer.from(JSON.stringify(value)),
-  deserialize: (bytes: Buffer) => JSON.parse(bytes.toString('utf8')),
-};
 const SecretService = {
-  read: {
-    path: '/bulwark.test.v1.SecretService/Read',
-    requestStream: false,
-    responseStream: false,
-    requestSerialize: json.serialize,
-    requestDeserialize: json.deserialize,
-    responseSerialize: json.serialize,
-    responseDeserialize: json.deserialize,
-  },
+  read: jsonUnaryMethod('/bulwark.test.v1.SecretService/Read'),
 } as const;
 interface SecretClient extends Client {
   read(

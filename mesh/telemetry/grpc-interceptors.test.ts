@@ -16,25 +16,14 @@ import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { createLogger } from './logger.ts';
 import { createTelemetry, type Telemetry } from './telemetry.ts';
+import { jsonUnaryMethod } from '../kit/testing.ts';
 
 // A JSON-encoded unary service: enough to exercise the interceptors without generated code.
 interface Msg {
   text: string;
 }
-const json = {
-  serialize: (value: Msg) => Buffer.from(JSON.stringify(value)),
-  deserialize: (bytes: Buffer) => JSON.parse(bytes.toString()) as Msg,
-};
 const definition: ServiceDefinition = {
-  Echo: {
-    path: '/bulwark.test.v1.TestService/Echo',
-    requestStream: false,
-    responseStream: false,
-    requestSerialize: json.serialize,
-    requestDeserialize: json.deserialize,
-    responseSerialize: json.serialize,
-    responseDeserialize: json.deserialize,
-  },
+  Echo: jsonUnaryMethod('/bulwark.test.v1.TestService/Echo'),
 };
 const TestClient = makeGenericClientConstructor(definition, 'TestService');
 type Handler = (call: ServerUnaryCall<Msg, Msg>, callback: sendUnaryData<Msg>) => void;
