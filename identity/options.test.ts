@@ -55,6 +55,15 @@ test.each<[string, Partial<BrokerOptions>]>([
       ],
     },
   ],
+  // Only asymmetric JWS algorithms: not `none`, and not one the verifier does not know.
+  ...['none', 'ES256K', 'es256'].map((alg): [string, Partial<BrokerOptions>] => [
+    'organisations[0].trustedIssuers.algorithms',
+    {
+      organisations: [
+        { ...org, trustedIssuers: [{ issuer: 'https://x', audience: 'a', algorithms: [alg] }] },
+      ],
+    },
+  ]),
   [
     'organisations[0].trustedIssuers.audience',
     { organisations: [{ ...org, trustedIssuers: [{ issuer: 'https://x', audience: '' }] }] },
