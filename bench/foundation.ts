@@ -17,7 +17,7 @@
  * start-up and warm-up, named `<role>-<variant>-<pid>-<n>.cpuprofile`).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -41,12 +41,15 @@ import {
 import { createLogger, createTelemetry, type Telemetry } from '../mesh/telemetry/index.ts';
 import type { BenchReport } from './run.ts';
 
-// `plaintext+telemetry` isolates the cost of telemetry from the cost of mTLS;
+// `plaintext+telemetry` isolates the cost of telemetry from the cost of mTLS; `grpc-mtls` is
+// grpc-js's own mutual TLS with the same certificates and no kit (no peer allow-list, no
+// default deadline, no certificate reloading): the cost of mTLS itself in this runtime;
 // `mtls+telemetry-10%` samples one trace in ten (parent-based, as a production setting would),
 // while still propagating trace context and counting every call.
 const VARIANTS = [
   'plaintext',
   'plaintext+telemetry',
+  'grpc-mtls',
   'mtls',
   'mtls+telemetry',
   'mtls+telemetry-10%',
@@ -154,6 +157,19 @@ async function serve(options: ChildOptions): Promise<void> {
       ),
     );
     stop = () => new Promise((resolve) => server.tryShutdown(() => resolve()));
+  } else if (options.variant === 'grpc-mtls') {
+    const server = new Server(MESH_GRPC_OPTIONS);
+    server.addService(EchoServiceService, { echo });
+    const { certFile, keyFile, caFile } = options.tls;
+    const creds = ServerCredentials.createSsl(
+      readFileSync(caFile),
+      [{ cert_chain: readFileSync(certFile), private_key: readFileSync(keyFile) }],
+      true,
+    );
+    port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync('127.0.0.1:0', creds, (err, p) => (err ? reject(err) : resolve(p))),
+    );
+    stop = () => new Promise((resolve) => server.tryShutdown(() => resolve()));
   } else {
     const server = createMeshServer({
       tls: options.tls,
@@ -201,18 +217,33 @@ async function load(options: ChildOptions): Promise<void> {
   });
   const telemetry = telemetryFor(options, 'bench-client');
   const address = options.address!;
+  const { certFile, keyFile, caFile } = options.tls;
   const client = options.variant.startsWith('plaintext')
     ? new EchoServiceClient(address, credentials.createInsecure(), {
         ...MESH_GRPC_OPTIONS,
         interceptors: telemetry ? [telemetry.clientInterceptor] : [],
       })
-    : createMeshClient(EchoServiceClient, {
-        address,
-        tls: options.tls,
-        expectedServer: options.peerId,
-        logger,
-        interceptors: telemetry ? [telemetry.clientInterceptor] : [],
-      });
+    : options.variant === 'grpc-mtls'
+      ? new EchoServiceClient(
+          address,
+          credentials.createSsl(
+            readFileSync(caFile),
+            readFileSync(keyFile),
+            readFileSync(certFile),
+            {
+              // The server's certificate names a SPIFFE ID, not a host: the chain is still checked.
+              checkServerIdentity: () => undefined,
+            },
+          ),
+          MESH_GRPC_OPTIONS,
+        )
+      : createMeshClient(EchoServiceClient, {
+          address,
+          tls: options.tls,
+          expectedServer: options.peerId,
+          logger,
+          interceptors: telemetry ? [telemetry.clientInterceptor] : [],
+        });
   const call = () =>
     new Promise<void>((resolve, reject) =>
       client.echo({ message: MESSAGE, forwardTo: '' }, (err: ServiceError | null) =>
