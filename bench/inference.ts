@@ -123,7 +123,9 @@ async function plainServer(): Promise<void> {
     return {
       ...response,
       parameters: {
-        'bulwark.audit.leaf_index': { parameterChoice: { $case: 'int64Param' as const, value: index } },
+        'bulwark.audit.leaf_index': {
+          parameterChoice: { $case: 'int64Param' as const, value: index },
+        },
       },
     };
   };
