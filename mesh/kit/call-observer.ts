@@ -1,4 +1,4 @@
-import type { Metadata, ServerInterceptor } from '@grpc/grpc-js';
+import type { Interceptor, Metadata, ServerInterceptor } from '@grpc/grpc-js';
 
 /**
  * A server interceptor may carry a {@link CallObserver} under this registered symbol (the
@@ -36,4 +36,43 @@ export interface CallObserver {
 /** The observer an interceptor carries, if any. */
 export function callObserverOf(interceptor: ServerInterceptor): CallObserver | undefined {
   return (interceptor as ServerInterceptor & { [CALL_OBSERVER]?: CallObserver })[CALL_OBSERVER];
+}
+
+/**
+ * A client interceptor may carry a {@link ClientCallObserver} under this registered symbol (the
+ * telemetry interceptor does). A mesh client whose only extra interceptor offers one runs its
+ * unary calls without any grpc-js interceptor layer: the observer and the default deadline are
+ * applied where the call starts. Streaming calls still go through the interceptor.
+ */
+export const CLIENT_CALL_OBSERVER: unique symbol = Symbol.for('bulwark.mesh.clientCallObserver');
+
+/** One unary client call being observed (see {@link ClientCallObserver}). */
+export interface ClientCallObservation {
+  /**
+   * The call ended with `code` (0 for OK) and `details`; `callback(err, value)`, the caller's
+   * own, then runs in the caller's context.
+   */
+  end<E, V>(
+    code: number,
+    details: string,
+    callback: (err: E, value: V) => void,
+    err: E,
+    value: V,
+  ): void;
+}
+
+/** Watches the unary calls of a client from their start to their status. */
+export interface ClientCallObserver {
+  /**
+   * A unary call of method `path` (`/package.Service/Method`) starts, with this request
+   * metadata (the call's own copy: the observer may add to it, e.g. the trace context).
+   */
+  startUnary(path: string, metadata: Metadata): ClientCallObservation;
+}
+
+/** The client observer an interceptor carries, if any. */
+export function clientCallObserverOf(interceptor: Interceptor): ClientCallObserver | undefined {
+  return (interceptor as Interceptor & { [CLIENT_CALL_OBSERVER]?: ClientCallObserver })[
+    CLIENT_CALL_OBSERVER
+  ];
 }

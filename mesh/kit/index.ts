@@ -25,7 +25,10 @@ export { serverStreamHandler, unaryHandler, type HandlerOptions } from './handle
 export { type TlsFiles } from './tls-files.ts';
 export {
   CALL_OBSERVER,
+  CLIENT_CALL_OBSERVER,
   type CallObservation,
   type CallObserver,
+  type ClientCallObservation,
+  type ClientCallObserver,
   type ObservedMethod,
 } from './call-observer.ts';

@@ -19,6 +19,11 @@ import {
   type Tracer,
 } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import {
+  CLIENT_CALL_OBSERVER,
+  type ClientCallObservation,
+  type ClientCallObserver,
+} from '../kit/call-observer.ts';
 import { grpcCodeName, metadataSetter, splitMethodPath } from './grpc-names.ts';
 import { scrubSecrets } from './redact.ts';
 import { createRpcSpanStarter } from './rpc-span.ts';
@@ -35,6 +40,10 @@ export interface ClientInterceptorOptions {
  * child of the active context (e.g. the server span of the handler making the call), injects
  * the W3C trace context into the request metadata, and ends the span with the call's status.
  * Response callbacks run in the caller's context.
+ *
+ * The interceptor also carries the same tracing as a {@link ClientCallObserver}: a mesh client
+ * given it as its only extra interceptor traces unary calls without a grpc-js interceptor layer
+ * (see `createMeshClient`).
  *
  * @example
  * ```ts
@@ -66,8 +75,7 @@ export function createClientInterceptor(options: ClientInterceptorOptions): Inte
           propagator.inject(trace.setSpan(parent, span), metadata, metadataSetter);
   // Span name and attributes depend only on the method: build them once per method.
   const methods = new Map<string, { name: string; attributes: Attributes }>();
-  return (callOptions, nextCall) => {
-    const path = callOptions.method_definition.path;
+  const methodInfo = (path: string) => {
     let info = methods.get(path);
     if (!info) {
       const { service, method } = splitMethodPath(path);
@@ -77,6 +85,19 @@ export function createClientInterceptor(options: ClientInterceptorOptions): Inte
       };
       methods.set(path, info);
     }
+    return info;
+  };
+  const observer: ClientCallObserver = {
+    startUnary(path, metadata) {
+      const info = methodInfo(path);
+      const parent = context.active();
+      const span = startSpan(info.name, SpanKind.CLIENT, info.attributes, parent);
+      inject(span, parent, metadata);
+      return new ClientCall(span, parent);
+    },
+  };
+  const interceptor: Interceptor = (callOptions, nextCall) => {
+    const info = methodInfo(callOptions.method_definition.path);
     const parent = context.active();
     const span = startSpan(info.name, SpanKind.CLIENT, info.attributes, parent);
     const call = new ClientCall(span, parent);
@@ -92,10 +113,11 @@ export function createClientInterceptor(options: ClientInterceptorOptions): Inte
       },
     });
   };
+  return Object.assign(interceptor, { [CLIENT_CALL_OBSERVER]: observer });
 }
 
 /** One traced client call. */
-class ClientCall {
+class ClientCall implements ClientCallObservation {
   readonly #span: Span;
   readonly #parent: Context;
 
@@ -108,22 +130,36 @@ class ClientCall {
     statusObject: StatusObject,
     next: (statusObject: StatusObject) => void,
   ): void => {
+    this.#endSpan(statusObject.code, statusObject.details);
+    this.#inCaller(next, statusObject);
+  };
+
+  end<E, V>(
+    code: number,
+    details: string,
+    callback: (err: E, value: V) => void,
+    err: E,
+    value: V,
+  ): void {
+    this.#endSpan(code, details);
+    if (context.active() === this.#parent) callback(err, value);
+    else context.with(this.#parent, callback, undefined, err, value);
+  }
+
+  #endSpan(code: number, details: string | undefined): void {
     const span = this.#span;
     // Unsampled spans record nothing: skip the attribute and status work for them.
     if (span.isRecording()) {
-      span.setAttribute('rpc.grpc.status_code', statusObject.code);
-      if (statusObject.code !== status.OK) {
+      span.setAttribute('rpc.grpc.status_code', code);
+      if (code !== status.OK) {
         span.setStatus({
           code: SpanStatusCode.ERROR,
-          message: scrubSecrets(
-            `${grpcCodeName(statusObject.code)}: ${statusObject.details ?? ''}`,
-          ),
+          message: scrubSecrets(`${grpcCodeName(code)}: ${details ?? ''}`),
         });
       }
     }
     span.end();
-    this.#inCaller(next, statusObject);
-  };
+  }
 
   readonly onReceiveMessage = (message: unknown, next: (message: unknown) => void): void =>
     this.#inCaller(next, message);
