@@ -9,9 +9,10 @@
  * wall-clock ratio mostly measures the neighbours; the CPU ratio is what a CPU-bound server would
  * keep. Target: mTLS+telemetry keeps >= 85% of plaintext throughput.
  *
- * Knobs: BENCH_SECONDS (measured seconds per variant, default 10), BENCH_ROUNDS (default 2),
- * BENCH_CONCURRENCY (calls in flight, default 32), BENCH_VARIANTS (comma list of variants to run;
- * `plaintext` is always run, as the baseline), BENCH_CHILD_FLAGS (extra Node flags for the
+ * Knobs: BENCH_SECONDS (measured seconds per variant, default 16), BENCH_ROUNDS (default 8:
+ * the machine's speed can drift by 2x within a minute, and short interleaved windows keep the
+ * variants comparable), BENCH_CONCURRENCY (calls in flight, default 32), BENCH_VARIANTS (comma
+ * list of variants to run; `plaintext` is always run, as the baseline), BENCH_CHILD_FLAGS (extra Node flags for the
  * server and load processes, e.g. `--max-semi-space-size=16`), BENCH_CPU_PROFILE (a directory:
  * each server and load process writes a `.cpuprofile` of the measured window only, without
  * start-up and warm-up, named `<role>-<variant>-<pid>-<n>.cpuprofile`).
@@ -359,8 +360,8 @@ function selectVariants(setting: string | undefined): Variant[] {
 
 /** Runs the benchmark; see the file comment. */
 export async function run(): Promise<BenchReport> {
-  const seconds = Number(process.env['BENCH_SECONDS'] ?? 10);
-  const rounds = Math.max(1, Number(process.env['BENCH_ROUNDS'] ?? 2));
+  const seconds = Number(process.env['BENCH_SECONDS'] ?? 16);
+  const rounds = Math.max(1, Number(process.env['BENCH_ROUNDS'] ?? 8));
   const concurrency = Number(process.env['BENCH_CONCURRENCY'] ?? 32);
   const variants = selectVariants(process.env['BENCH_VARIANTS']);
   const dir = mkdtempSync(join(tmpdir(), 'bulwark-bench-'));
