@@ -282,32 +282,31 @@ function observeUnaryCalls(
     if (options.deadline === undefined || options.deadline === Infinity) {
       options = { ...options, deadline: Date.now() + deadlineMs };
     }
-    if (!observer) {
-      return makeUnaryRequest.call(
-        self,
-        path,
-        serialize,
-        deserialize,
-        argument,
-        metadata ?? new Metadata(),
-        options,
-        callback,
-      );
+    let sent = metadata;
+    let done = callback;
+    if (observer) {
+      // The caller's metadata may be shared between its calls: the observer writes to a copy.
+      sent = metadata ? metadata.clone() : new Metadata();
+      const observation = observer.startUnary(path, sent);
+      const callersCallback = callback as UnaryCallback;
+      done = (err: ServiceError | null, value?: unknown) =>
+        observation.end(
+          err ? err.code : status.OK,
+          err ? err.details : '',
+          callersCallback,
+          err,
+          value,
+        );
     }
-    // The caller's metadata may be shared between its calls: the observer writes to a copy.
-    const ownMetadata = metadata ? metadata.clone() : new Metadata();
-    const observation = observer.startUnary(path, ownMetadata);
-    const done = callback as UnaryCallback;
     return makeUnaryRequest.call(
       self,
       path,
       serialize,
       deserialize,
       argument,
-      ownMetadata,
+      sent ?? new Metadata(),
       options,
-      (err: ServiceError | null, value?: unknown) =>
-        observation.end(err ? err.code : status.OK, err ? err.details : '', done, err, value),
+      done,
     );
   }
 }
