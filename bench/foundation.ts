@@ -23,7 +23,7 @@ import { Session } from 'node:inspector/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { credentials, Server, ServerCredentials, type ServiceError } from '@grpc/grpc-js';
+import { credentials, Metadata, Server, ServerCredentials, type ServiceError } from '@grpc/grpc-js';
 import {
   EchoServiceClient,
   EchoServiceService,
@@ -42,6 +42,8 @@ import {
 import { createLogger, createTelemetry, type Telemetry } from '../mesh/telemetry/index.ts';
 import type { BenchReport } from './run.ts';
 
+// `plaintext+deadline` gives every plaintext call the deadline the kit gives every call (10 s,
+// as a call option: no interceptor), so the cost of deadlines is told apart from that of mTLS;
 // `plaintext+telemetry` isolates the cost of telemetry from the cost of mTLS; `grpc-mtls` is
 // grpc-js's own mutual TLS with the same certificates and no kit (no peer allow-list, no
 // default deadline, no certificate reloading): the cost of mTLS itself in this runtime;
@@ -49,6 +51,7 @@ import type { BenchReport } from './run.ts';
 // while still propagating trace context and counting every call.
 const VARIANTS = [
   'plaintext',
+  'plaintext+deadline',
   'plaintext+telemetry',
   'grpc-mtls',
   'mtls',
@@ -245,12 +248,15 @@ async function load(options: ChildOptions): Promise<void> {
           logger,
           interceptors: telemetry ? [telemetry.clientInterceptor] : [],
         });
+  const withDeadline = options.variant === 'plaintext+deadline';
   const call = () =>
-    new Promise<void>((resolve, reject) =>
-      client.echo({ message: MESSAGE, forwardTo: '' }, (err: ServiceError | null) =>
-        err ? reject(err) : resolve(),
-      ),
-    );
+    new Promise<void>((resolve, reject) => {
+      const done = (err: ServiceError | null) => (err ? reject(err) : resolve());
+      const request = { message: MESSAGE, forwardTo: '' };
+      if (withDeadline)
+        client.echo(request, new Metadata(), { deadline: Date.now() + 10_000 }, done);
+      else client.echo(request, done);
+    });
   const latencies: number[] = [];
   let errors = 0;
   const begin = performance.now();
