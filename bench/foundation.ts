@@ -2,10 +2,12 @@
  * Foundation benchmark: an echo-sized unary call between two processes (a server and a load
  * client), over plaintext gRPC, plaintext with telemetry, the mesh kit's mTLS, and mTLS with
  * telemetry (server and client interceptors, every call traced, spans batched to a JSON-lines
- * file, Prometheus metrics). Variants run interleaved in rounds so machine noise hits them alike.
+ * file, Prometheus metrics). Variants run interleaved in rounds so machine noise hits them alike,
+ * each round with fresh server and client processes.
  *
  * Reported per variant: throughput and p50/p99 latency (wall clock), and CPU time per call of
- * the server and of the client process, each as a ratio to plaintext. On a busy machine the
+ * the server and of the client process over the measured window (after each round's 1 s
+ * warm-up), each as a ratio to plaintext. On a busy machine the
  * wall-clock ratio mostly measures the neighbours; the CPU ratio is what a CPU-bound server would
  * keep. Target: mTLS+telemetry keeps >= 85% of plaintext throughput.
  *
@@ -267,6 +269,8 @@ async function load(options: ChildOptions): Promise<void> {
   setTimeout(() => {
     void startProfile(options).then((stop) => (stopProfile = stop));
     cpuAtStart = process.cpuUsage();
+    // The parent reads the server's CPU time now: both sides measure the same window.
+    process.stdout.write(JSON.stringify({ measuring: true }) + '\n');
   }, measureFrom - begin);
   const worker = async () => {
     for (;;) {
@@ -377,9 +381,12 @@ export async function run(): Promise<BenchReport> {
     keyFile: pki.services[name]!.keyFile,
     caFile: pki.caFile,
   });
-  const servers = new Map<Variant, { child: Child; port: number }>();
-  const totals = new Map<Variant, Totals>();
-  try {
+  // A fresh server process per variant in every round: one process can stay faster or slower
+  // than an identical one for its whole life (code placement, JIT decisions), by up to 10
+  // points of throughput here, so the rounds average over processes as well as over time.
+  let servers = new Map<Variant, { child: Child; port: number }>();
+  const startServers = async () => {
+    const started = new Map<Variant, { child: Child; port: number }>();
     for (const variant of variants) {
       const server = child({
         role: 'server',
@@ -388,14 +395,28 @@ export async function run(): Promise<BenchReport> {
         peerId: pki.services['bench-client']!.spiffeId,
         traceFile: join(dir, `server-${variant}.jsonl`),
       });
-      servers.set(variant, { child: server, port: (await server.next<{ port: number }>()).port });
+      started.set(variant, { child: server, port: (await server.next<{ port: number }>()).port });
     }
+    return started;
+  };
+  const stopServers = async () => {
+    const exits = [...servers.values()].map(
+      ({ child: server }) =>
+        new Promise((resolve) =>
+          server.process.exitCode !== null ? resolve(null) : server.process.once('exit', resolve),
+        ),
+    );
+    for (const { child: server } of servers.values()) server.process.stdin?.end();
+    await Promise.all(exits);
+    servers = new Map();
+  };
+  const totals = new Map<Variant, Totals>();
+  try {
     for (let round = 1; round <= rounds; round += 1) {
+      servers = await startServers();
       for (const variant of variants) {
         process.stderr.write(`round ${round}/${rounds}: ${variant} ...\n`);
         const server = servers.get(variant)!;
-        server.child.process.stdin!.write('cpu\n');
-        const before = await server.child.next<ServerCpu>();
         const loader = child({
           role: 'load',
           variant,
@@ -407,6 +428,10 @@ export async function run(): Promise<BenchReport> {
           durationMs: (seconds * 1000) / rounds,
           concurrency,
         });
+        // Warm-up over: from here on the server's CPU time and calls count.
+        await loader.next<{ measuring: true }>();
+        server.child.process.stdin!.write('cpu\n');
+        const before = await server.child.next<ServerCpu>();
         const result = await loader.next<LoadResult>();
         server.child.process.stdin!.write('cpu\n');
         const after = await server.child.next<ServerCpu>();
@@ -428,16 +453,10 @@ export async function run(): Promise<BenchReport> {
         for (const latency of result.latencies) sum.latencies.push(latency);
         totals.set(variant, sum);
       }
+      await stopServers();
     }
   } finally {
-    const exits = [...servers.values()].map(
-      ({ child: server }) =>
-        new Promise((resolve) =>
-          server.process.exitCode !== null ? resolve(null) : server.process.once('exit', resolve),
-        ),
-    );
-    for (const { child: server } of servers.values()) server.process.stdin?.end();
-    await Promise.all(exits);
+    await stopServers();
     await pki.cleanup();
     rmSync(dir, { recursive: true, force: true });
   }
