@@ -13,6 +13,7 @@ function toSigningKey(k: SigningKeyInfo): SigningKey {
     kid: k.kid,
     alg: k.alg,
     createdAt: new Date(k.createdAt),
+    activatesAt: new Date(k.activatesAt),
     retiredAt: k.retiredAt === undefined ? undefined : new Date(k.retiredAt),
     removeAfter: k.removeAfter === undefined ? undefined : new Date(k.removeAfter),
     active: k.active,
@@ -44,6 +45,10 @@ export function createIdentityAdminService(broker: Broker, options: { logger?: L
           }))
           .sort((a, b) => a.id.localeCompare(b.id)),
       }),
+      options,
+    ),
+    listSigningKeys: unaryHandler(
+      () => ({ keys: broker.signingKeys().map(toSigningKey) }),
       options,
     ),
     // On demand (a key may be compromised): the new key signs at once, with none of the

@@ -105,6 +105,30 @@ test('rotates signing keys on demand and audits it', async () => {
   c.close();
 });
 
+test('lists the published signing keys with when each signs', async () => {
+  const c = client('gateway');
+  const res = await call<{
+    keys: {
+      kid: string;
+      active: boolean;
+      createdAt?: Date;
+      activatesAt?: Date;
+      retiredAt?: Date;
+    }[];
+  }>((cb) => c.listSigningKeys({}, cb));
+  c.close();
+  // After the on-demand rotation above: the new key signs, the old one is kept for its tokens.
+  expect(res.keys.map((k) => k.kid)).toEqual(broker.signingKeys().map((k) => k.kid));
+  const [active, retired] = res.keys;
+  expect(active).toMatchObject({ active: true });
+  expect(active!.activatesAt!.getTime()).toBeGreaterThanOrEqual(active!.createdAt!.getTime());
+  expect(active!.activatesAt!.getTime()).toBeLessThanOrEqual(Date.now());
+  expect(retired).toMatchObject({ active: false });
+  expect(retired!.retiredAt!.getTime()).toBeLessThanOrEqual(Date.now());
+  // Public keys only: nothing that looks like private key material.
+  expect(JSON.stringify(res)).not.toMatch(/"d"|PRIVATE|privateKey/);
+});
+
 test('revokes a known client; an unknown one is NOT_FOUND', async () => {
   const c = client('gateway');
   const res = await call<{ revokedGrants: number }>((cb) =>

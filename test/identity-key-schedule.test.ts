@@ -9,6 +9,12 @@ import type { IdentityStore } from '../identity/store.ts';
 import { createTestCa } from '../identity/testing/tls.ts';
 import { createTlsFetch } from '../identity/tls-fetch.ts';
 import { postForm } from '../identity/testing/clients.ts';
+import { createIdentityAdminService } from '../identity/admin-service.ts';
+import type {
+  ListSigningKeysRequest,
+  ListSigningKeysResponse,
+} from '../gen/bulwark/identity/v1/identity.ts';
+import type { ServerUnaryCall } from '@grpc/grpc-js';
 
 // Two broker replicas sharing PostgreSQL, with the production schedule: rotation every 24 h,
 // the next key published 2 minutes (two 60 s key checks) ahead. Checks are run by hand.
@@ -90,6 +96,17 @@ test('scheduled rotation: every replica publishes the next key before any signs,
   const next = a.signingKeys().find((k) => k.kid !== current.kid)!;
   expect(next).toMatchObject({ activatesAt: due, active: false, createdAt: due - LEAD });
   expect(await kids(a)).toEqual([current.kid, next.kid]);
+  // An operator sees the next key, and when it will sign, through the admin API.
+  const listed = await new Promise<ListSigningKeysResponse>((resolve, reject) =>
+    createIdentityAdminService(a).implementation.listSigningKeys(
+      { request: {} } as ServerUnaryCall<ListSigningKeysRequest, ListSigningKeysResponse>,
+      (err, res) => (err ? reject(err) : resolve(res!)),
+    ),
+  );
+  expect(listed.keys.map((k) => [k.kid, k.active, k.activatesAt?.getTime()])).toEqual([
+    [current.kid, true, current.activatesAt],
+    [next.kid, false, due],
+  ]);
   // B has not checked yet: its JWKS lacks the next key, and that is harmless, because no
   // replica signs with it.
   expect(await kids(b)).toEqual([current.kid]);

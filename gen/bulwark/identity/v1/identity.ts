@@ -71,6 +71,21 @@ export interface SigningKey {
    * rotation, until its activation time).
    */
   active: boolean;
+  /**
+   * When the key starts (or started) signing new tokens: later than `created_at` for a key
+   * published ahead of a scheduled rotation.
+   */
+  activatesAt: Date | undefined;
+}
+
+/** Request for IdentityAdminService.ListSigningKeys. */
+export interface ListSigningKeysRequest {
+}
+
+/** Response of IdentityAdminService.ListSigningKeys. */
+export interface ListSigningKeysResponse {
+  /** Every key published in the JWKS, the active one first. */
+  keys: SigningKey[];
 }
 
 /** Request for IdentityAdminService.RotateSigningKeys. */
@@ -372,7 +387,15 @@ export const ListOrganisationsResponse: MessageFns<ListOrganisationsResponse> = 
 };
 
 function createBaseSigningKey(): SigningKey {
-  return { kid: "", alg: "", createdAt: undefined, retiredAt: undefined, removeAfter: undefined, active: false };
+  return {
+    kid: "",
+    alg: "",
+    createdAt: undefined,
+    retiredAt: undefined,
+    removeAfter: undefined,
+    active: false,
+    activatesAt: undefined,
+  };
 }
 
 export const SigningKey: MessageFns<SigningKey> = {
@@ -394,6 +417,9 @@ export const SigningKey: MessageFns<SigningKey> = {
     }
     if (message.active !== false) {
       writer.uint32(48).bool(message.active);
+    }
+    if (message.activatesAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.activatesAt), writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -459,6 +485,14 @@ export const SigningKey: MessageFns<SigningKey> = {
             message.active = reader.bool();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.activatesAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -491,6 +525,11 @@ export const SigningKey: MessageFns<SigningKey> = {
         ? fromJsonTimestamp(object.remove_after)
         : undefined,
       active: isSet(object.active) ? globalThis.Boolean(object.active) : false,
+      activatesAt: isSet(object.activatesAt)
+        ? fromJsonTimestamp(object.activatesAt)
+        : isSet(object.activates_at)
+        ? fromJsonTimestamp(object.activates_at)
+        : undefined,
     };
   },
 
@@ -514,6 +553,9 @@ export const SigningKey: MessageFns<SigningKey> = {
     if (message.active !== false) {
       obj.active = message.active;
     }
+    if (message.activatesAt !== undefined) {
+      obj.activatesAt = message.activatesAt.toISOString();
+    }
     return obj;
   },
 
@@ -528,6 +570,126 @@ export const SigningKey: MessageFns<SigningKey> = {
     message.retiredAt = object.retiredAt ?? undefined;
     message.removeAfter = object.removeAfter ?? undefined;
     message.active = object.active ?? false;
+    message.activatesAt = object.activatesAt ?? undefined;
+    return message;
+  },
+};
+
+function createBaseListSigningKeysRequest(): ListSigningKeysRequest {
+  return {};
+}
+
+export const ListSigningKeysRequest: MessageFns<ListSigningKeysRequest> = {
+  encode(_: ListSigningKeysRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListSigningKeysRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListSigningKeysRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ListSigningKeysRequest {
+    return {};
+  },
+
+  toJSON(_: ListSigningKeysRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListSigningKeysRequest>): ListSigningKeysRequest {
+    return ListSigningKeysRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<ListSigningKeysRequest>): ListSigningKeysRequest {
+    const message = createBaseListSigningKeysRequest();
+    return message;
+  },
+};
+
+function createBaseListSigningKeysResponse(): ListSigningKeysResponse {
+  return { keys: [] };
+}
+
+export const ListSigningKeysResponse: MessageFns<ListSigningKeysResponse> = {
+  encode(message: ListSigningKeysResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.keys) {
+      SigningKey.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListSigningKeysResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListSigningKeysResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.keys.push(SigningKey.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListSigningKeysResponse {
+    return { keys: globalThis.Array.isArray(object?.keys) ? object.keys.map((e: any) => SigningKey.fromJSON(e)) : [] };
+  },
+
+  toJSON(message: ListSigningKeysResponse): unknown {
+    const obj: any = {};
+    if (message.keys?.length) {
+      obj.keys = message.keys.map((e) => SigningKey.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListSigningKeysResponse>): ListSigningKeysResponse {
+    return ListSigningKeysResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListSigningKeysResponse>): ListSigningKeysResponse {
+    const message = createBaseListSigningKeysResponse();
+    message.keys = object.keys?.map((e) => SigningKey.fromPartial(e)) || [];
     return message;
   },
 };
@@ -875,6 +1037,22 @@ export const IdentityAdminServiceService = {
     responseDeserialize: (value: Buffer): ListOrganisationsResponse => ListOrganisationsResponse.decode(value),
   },
   /**
+   * Lists the signing keys this replica publishes in its JWKS: the one signing now, a next key
+   * published ahead of a scheduled rotation (with its activation time), and retired keys kept
+   * until the tokens they signed have expired. Public keys only.
+   */
+  listSigningKeys: {
+    path: "/bulwark.identity.v1.IdentityAdminService/ListSigningKeys" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListSigningKeysRequest): Buffer =>
+      Buffer.from(ListSigningKeysRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListSigningKeysRequest => ListSigningKeysRequest.decode(value),
+    responseSerialize: (value: ListSigningKeysResponse): Buffer =>
+      Buffer.from(ListSigningKeysResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListSigningKeysResponse => ListSigningKeysResponse.decode(value),
+  },
+  /**
    * Adds a new signing key and makes it the active one at once, on the replica serving the
    * call (for a key that may be compromised); other replicas publish it at their next key
    * check. Unlike the scheduled rotation, which publishes the next key ahead of its activation
@@ -909,6 +1087,12 @@ export interface IdentityAdminServiceServer extends UntypedServiceImplementation
   /** Lists the partner organisations the broker federates with. */
   listOrganisations: handleUnaryCall<ListOrganisationsRequest, ListOrganisationsResponse>;
   /**
+   * Lists the signing keys this replica publishes in its JWKS: the one signing now, a next key
+   * published ahead of a scheduled rotation (with its activation time), and retired keys kept
+   * until the tokens they signed have expired. Public keys only.
+   */
+  listSigningKeys: handleUnaryCall<ListSigningKeysRequest, ListSigningKeysResponse>;
+  /**
    * Adds a new signing key and makes it the active one at once, on the replica serving the
    * call (for a key that may be compromised); other replicas publish it at their next key
    * check. Unlike the scheduled rotation, which publishes the next key ahead of its activation
@@ -936,6 +1120,26 @@ export interface IdentityAdminServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListOrganisationsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Lists the signing keys this replica publishes in its JWKS: the one signing now, a next key
+   * published ahead of a scheduled rotation (with its activation time), and retired keys kept
+   * until the tokens they signed have expired. Public keys only.
+   */
+  listSigningKeys(
+    request: ListSigningKeysRequest,
+    callback: (error: ServiceError | null, response: ListSigningKeysResponse) => void,
+  ): ClientUnaryCall;
+  listSigningKeys(
+    request: ListSigningKeysRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListSigningKeysResponse) => void,
+  ): ClientUnaryCall;
+  listSigningKeys(
+    request: ListSigningKeysRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListSigningKeysResponse) => void,
   ): ClientUnaryCall;
   /**
    * Adds a new signing key and makes it the active one at once, on the replica serving the
