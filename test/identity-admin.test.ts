@@ -148,5 +148,9 @@ test('refused: a mesh peer not on the allow-list', async () => {
   await expect(call((cb) => c.listOrganisations({}, cb))).rejects.toMatchObject({
     code: status.UNAUTHENTICATED,
   });
+  // The key list is public material, but who may administer the broker still decides.
+  await expect(call((cb) => c.listSigningKeys({}, cb))).rejects.toMatchObject({
+    code: status.UNAUTHENTICATED,
+  });
   c.close();
 });
