@@ -81,7 +81,12 @@ export function createClientInterceptor(options: ClientInterceptorOptions): Inte
       const { service, method } = splitMethodPath(path);
       info = {
         name: `${service}/${method}`,
-        attributes: { 'rpc.system': 'grpc', 'rpc.service': service, 'rpc.method': method },
+        // Shared by every span of the method: frozen, spans keep their own additions apart.
+        attributes: Object.freeze({
+          'rpc.system': 'grpc',
+          'rpc.service': service,
+          'rpc.method': method,
+        }),
       };
       methods.set(path, info);
     }

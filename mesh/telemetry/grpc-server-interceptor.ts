@@ -167,6 +167,8 @@ export function createServerCallObserver(options: ServerInterceptorOptions): Cal
       attributes = { 'rpc.system': 'grpc', 'rpc.service': info.service, 'rpc.method': info.method };
       if (peer.address) attributes['network.peer.address'] = peer.address;
       if (peer.port) attributes['network.peer.port'] = peer.port;
+      // Shared by every span of the method and peer: frozen, spans keep their own additions.
+      Object.freeze(attributes);
       info.attributes.set(peerText, attributes);
     }
     return attributes;

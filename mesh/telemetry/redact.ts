@@ -94,16 +94,21 @@ function mayHoldSecret(text: string): boolean {
  * when nothing needs redaction, which is nearly always.
  */
 export function redactAttributes<T extends Record<string, unknown>>(attributes: T): T {
+  return attributesNeedRedaction(attributes) ? (redactValue(attributes) as T) : attributes;
+}
+
+/** True when {@link redactAttributes} would change something in `attributes`. */
+export function attributesNeedRedaction(attributes: Record<string, unknown>): boolean {
   for (const key in attributes) {
     const value = attributes[key];
-    if (isSecretKey(key)) return redactValue(attributes) as T;
+    if (isSecretKey(key)) return true;
     if (
       typeof value === 'string' ? attributeMayHoldSecret(value) : typeof value === 'object' && value
     ) {
-      return redactValue(attributes) as T;
+      return true;
     }
   }
-  return attributes;
+  return false;
 }
 
 // Span attribute values repeat (service and method names, peer addresses): their verdicts are

@@ -137,4 +137,50 @@ describe('createRpcSpanStarter', () => {
     expect(trace.isSpanContextValid(suppressed.spanContext())).toBe(false);
     await provider.shutdown();
   });
+
+  it('keeps the shared attributes untouched and each span’s own additions apart', async () => {
+    const { memory, provider, start } = setup();
+    const shared = Object.freeze({ ...ATTRIBUTES });
+    const a = start('s/M', SpanKind.SERVER, shared, ROOT_CONTEXT);
+    const b = start('s/M', SpanKind.SERVER, shared, ROOT_CONTEXT);
+    a.setAttribute('rpc.grpc.status_code', 0);
+    a.setAttribute('rpc.method', 'Renamed');
+    b.setAttribute('rpc.grpc.status_code', 5);
+    a.end();
+    b.end();
+    await provider.forceFlush();
+    const [ra, rb] = memory.getFinishedSpans() as [ReadableSpan, ReadableSpan];
+    expect(ra.attributes).toEqual({
+      ...ATTRIBUTES,
+      'rpc.method': 'Renamed',
+      'rpc.grpc.status_code': 0,
+    });
+    expect(rb.attributes).toEqual({ ...ATTRIBUTES, 'rpc.grpc.status_code': 5 });
+    // A shared key given a new value keeps its place; new keys come after.
+    expect(Object.keys(ra.attributes)).toEqual([
+      ...Object.keys(ATTRIBUTES),
+      'rpc.grpc.status_code',
+    ]);
+    expect(shared).toEqual(ATTRIBUTES);
+    await provider.shutdown();
+  });
+
+  it('gives every span its own random ids', async () => {
+    const { provider, start } = setup();
+    const traceIds = new Set<string>();
+    const spanIds = new Set<string>();
+    // More ids than one fill of the random pool holds.
+    for (let i = 0; i < 3000; i += 1) {
+      const span = start('s/M', SpanKind.CLIENT, ATTRIBUTES, ROOT_CONTEXT);
+      const { traceId, spanId } = span.spanContext();
+      expect(traceId).toMatch(/^[0-9a-f]{32}$/);
+      expect(spanId).toMatch(/^[0-9a-f]{16}$/);
+      traceIds.add(traceId);
+      spanIds.add(spanId);
+      span.end();
+    }
+    expect(traceIds.size).toBe(3000);
+    expect(spanIds.size).toBe(3000);
+    await provider.shutdown();
+  });
 });

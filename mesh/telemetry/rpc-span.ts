@@ -1,3 +1,4 @@
+import { randomFillSync } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import {
   diag,
@@ -87,10 +88,9 @@ export function createRpcSpanStarter(tracer: Tracer): RpcSpanStarter {
     const parentContext = trace.getSpanContext(parent);
     const validParent =
       parentContext && isSpanContextValid(parentContext) ? parentContext : undefined;
-    const traceId = validParent ? validParent.traceId : randomHex(4);
-    const spanId = randomHex(2);
-    const own: Attributes = { ...attributes };
-    const sampling = sampler.shouldSample(parent, traceId, name, kind, own, NO_LINKS);
+    const traceId = validParent ? validParent.traceId : randomHex(16);
+    const spanId = randomHex(8);
+    const sampling = sampler.shouldSample(parent, traceId, name, kind, attributes, NO_LINKS);
     const traceState = sampling.traceState ?? validParent?.traceState;
     const spanContext: SpanContext = {
       traceId,
@@ -104,37 +104,51 @@ export function createRpcSpanStarter(tracer: Tracer): RpcSpanStarter {
     if (sampling.decision === SamplingDecision.NOT_RECORD) {
       return trace.wrapSpanContext(spanContext);
     }
-    const span = new RpcSpan(parts, name, kind, spanContext, validParent, own);
+    const span = new RpcSpan(parts, name, kind, spanContext, validParent, attributes);
     if (sampling.attributes) span.setAttributes(sampling.attributes);
     processor.onStart(span, parent);
     return span;
   };
 }
 
-const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+// Ids are cut from a pool of random bytes refilled a few thousand ids at a time: one flat hex
+// string per id from a single native call (strings built piece by piece are slow to print).
+const ID_POOL = Buffer.alloc(24 * 1024);
+let poolUsed = ID_POOL.length;
 
-/** `words` random 32-bit words as lowercase hex, never all zeros (an invalid id). */
-function randomHex(words: number): string {
-  let out = '';
-  let zero = true;
-  for (let i = 0; i < words; i += 1) {
-    const n = (Math.random() * 0x100000000) >>> 0;
-    if (n !== 0) zero = false;
-    out += HEX[n >>> 24]! + HEX[(n >>> 16) & 255]! + HEX[(n >>> 8) & 255]! + HEX[n & 255]!;
+/** `bytes` random bytes as lowercase hex, never all zeros (an invalid id). */
+function randomHex(bytes: number): string {
+  for (;;) {
+    if (poolUsed + bytes > ID_POOL.length) {
+      randomFillSync(ID_POOL);
+      poolUsed = 0;
+    }
+    const start = poolUsed;
+    poolUsed += bytes;
+    for (let i = start; i < poolUsed; i += 1) {
+      if (ID_POOL[i] !== 0) return ID_POOL.toString('hex', start, poolUsed);
+    }
   }
-  return zero ? randomHex(words) : out;
 }
 
 // `performance.timeOrigin` is a getter that calls into the runtime; it never changes.
 const TIME_ORIGIN = performance.timeOrigin;
 const nowMs = () => TIME_ORIGIN + performance.now();
 
-/** A recording span, readable by span processors and exporters like an SDK span. */
-class RpcSpan implements Span, ReadableSpan {
+/**
+ * A recording span, readable by span processors and exporters like an SDK span. Its attributes
+ * are the method's shared ones (never written to) plus its own (the status code, set at the
+ * end); `attributes` merges them when someone asks, which the JSON-lines writer never does.
+ */
+export class RpcSpan implements Span, ReadableSpan {
   name: string;
   readonly kind: SpanKind;
   readonly parentSpanContext: SpanContext | undefined;
-  readonly attributes: Attributes;
+  /** Attributes every call of the method shares: read, never written to. */
+  readonly sharedAttributes: Attributes;
+  /** Attributes set on this span (new keys, or new values of shared keys). */
+  ownAttributes: Attributes | undefined;
+  #merged: Attributes | undefined;
   links: Link[] = NO_LINKS;
   events: TimedEvent[] = NO_EVENTS;
   readonly resource: Resource;
@@ -164,10 +178,26 @@ class RpcSpan implements Span, ReadableSpan {
     this.kind = kind;
     this.#spanContext = spanContext;
     this.parentSpanContext = parentSpanContext;
-    this.attributes = attributes;
+    this.sharedAttributes = attributes;
     this.#attributeCount = Object.keys(attributes).length;
     this.resource = parts._resource;
     this.instrumentationScope = parts.instrumentationScope;
+  }
+
+  get attributes(): Attributes {
+    const own = this.ownAttributes;
+    if (!own) return this.sharedAttributes;
+    return (this.#merged ??= { ...this.sharedAttributes, ...own });
+  }
+
+  /** Start, in milliseconds since the epoch. */
+  get startMillis(): number {
+    return this.#startMs;
+  }
+
+  /** Duration in milliseconds (`-1` while the span runs). */
+  get durationMillis(): number {
+    return this.#endMs < 0 ? -1 : Math.max(0, this.#endMs - this.#startMs);
   }
 
   get startTime(): HrTime {
@@ -201,13 +231,15 @@ class RpcSpan implements Span, ReadableSpan {
       diag.warn(`Invalid attribute ${key}`);
       return this;
     }
-    const isNew = !Object.prototype.hasOwnProperty.call(this.attributes, key);
+    const own = (this.ownAttributes ??= {});
+    const isNew = !Object.hasOwn(own, key) && !Object.hasOwn(this.sharedAttributes, key);
     const limit = this.#parts._spanLimits.attributeCountLimit;
     if (isNew && limit !== undefined && this.#attributeCount >= limit) {
       this.droppedAttributesCount += 1;
       return this;
     }
-    this.attributes[key] = this.#truncate(value);
+    own[key] = this.#truncate(value);
+    this.#merged = undefined;
     if (isNew) this.#attributeCount += 1;
     return this;
   }

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT_CONTEXT, trace } from '@opentelemetry/api';
@@ -80,6 +80,33 @@ describe('JsonLinesSpanProcessor', () => {
     tracer.startSpan('sampled', {}, sampledParent).end();
     await provider.forceFlush();
     expect(errors).toHaveLength(1);
+    await provider.shutdown();
+  });
+
+  it('keeps every line, in order, across batches larger than its buffer and very long lines', async () => {
+    const file = join(dir, 'spans.jsonl');
+    const memory = new InMemorySpanExporter();
+    const provider = new BasicTracerProvider({
+      spanProcessors: [
+        new JsonLinesSpanProcessor(file, { maxBatchLines: 100_000, scheduledDelayMillis: 60_000 }),
+        new SimpleSpanProcessor(memory),
+      ],
+    });
+    const tracer = provider.getTracer('test');
+    // About 600 KB of lines, and two lines longer than the 256 KiB buffer.
+    for (let i = 0; i < 2000; i += 1) {
+      const attributes: Record<string, string> = { note: `n${i} ` + 'é'.repeat(100) };
+      if (i === 700 || i === 1999) attributes['blob'] = 'x'.repeat(300_000);
+      tracer.startSpan(`s${i}`, { attributes }).end();
+    }
+    await provider.forceFlush();
+    const written = readFileSync(file, 'utf8');
+    const expected = memory
+      .getFinishedSpans()
+      .map((span) => spanLine(span) + '\n')
+      .join('');
+    expect(written.length).toBe(expected.length);
+    expect(written === expected).toBe(true);
     await provider.shutdown();
   });
 });

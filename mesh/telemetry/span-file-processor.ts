@@ -13,12 +13,18 @@ export interface JsonLinesSpanProcessorOptions {
   scheduledDelayMillis?: number;
 }
 
+// Room for one batch of typical spans (a few hundred bytes each); a fuller buffer is written
+// out before it overflows.
+const BUFFER_BYTES = 256 * 1024;
+
 /**
  * Batches sampled spans into a JSON-lines span file (the format of `JsonLinesSpanExporter`),
- * like a `BatchSpanProcessor` in front of that exporter, but each span becomes its line when it
- * ends. A batch processor keeps every span object until the batch is written, hundreds of them,
- * long enough for the garbage collector to move them to the old generation; a line is one flat
- * string. Failed appends go to the OpenTelemetry error handler, as the batch processor's do.
+ * like a `BatchSpanProcessor` in front of that exporter, but each span is encoded as its line
+ * when it ends, into a buffer that is reused batch after batch. A batch processor keeps every
+ * span object until the batch is written, hundreds of them, long enough for the garbage
+ * collector to move them to the old generation; kept strings would do the same. Here neither
+ * the span nor its line outlives `onEnd`. Failed appends go to the OpenTelemetry error handler,
+ * as the batch processor's do.
  *
  * @example
  * ```ts
@@ -29,7 +35,8 @@ export class JsonLinesSpanProcessor implements SpanProcessor {
   readonly path: string;
   readonly #maxBatchLines: number;
   readonly #delay: number;
-  #pending = '';
+  #buffer: Buffer | undefined;
+  #used = 0;
   #lines = 0;
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
@@ -46,7 +53,7 @@ export class JsonLinesSpanProcessor implements SpanProcessor {
   onEnd(span: ReadableSpan): void {
     if (this.#stopped || (span.spanContext().traceFlags & TraceFlags.SAMPLED) === 0) return;
     try {
-      this.#pending += spanLine(span) + '\n';
+      this.#add(spanLine(span) + '\n');
     } catch (err) {
       globalErrorHandler(err as Error);
       return;
@@ -59,6 +66,20 @@ export class JsonLinesSpanProcessor implements SpanProcessor {
     }
   }
 
+  /** Encodes a line into the buffer (a line longer than the buffer is appended alone). */
+  #add(line: string): void {
+    // UTF-8 takes at most 3 bytes per UTF-16 code unit.
+    if (this.#used + line.length * 3 > BUFFER_BYTES) {
+      this.#flush();
+      if (line.length * 3 > BUFFER_BYTES) {
+        this.#append(Buffer.from(line));
+        return;
+      }
+    }
+    const buffer = (this.#buffer ??= Buffer.allocUnsafe(BUFFER_BYTES));
+    this.#used += buffer.write(line, this.#used);
+  }
+
   forceFlush(): Promise<void> {
     this.#flush();
     return Promise.resolve();
@@ -67,20 +88,24 @@ export class JsonLinesSpanProcessor implements SpanProcessor {
   shutdown(): Promise<void> {
     this.#flush();
     this.#stopped = true;
+    this.#buffer = undefined;
     return Promise.resolve();
   }
 
   #flush(): void {
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    if (this.#lines === 0) return;
-    const text = this.#pending;
-    this.#pending = '';
+    const used = this.#used;
+    this.#used = 0;
     this.#lines = 0;
+    if (used > 0) this.#append(this.#buffer!.subarray(0, used));
+  }
+
+  #append(bytes: Buffer): void {
     try {
       // One synchronous append per batch: lines from concurrent processes never interleave
       // within a line.
-      appendFileSync(this.path, text, { mode: 0o640 });
+      appendFileSync(this.path, bytes, { mode: 0o640 });
     } catch (err) {
       globalErrorHandler(err as Error);
     }

@@ -3,7 +3,8 @@ import { dirname } from 'node:path';
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { ExportResultCode, hrTimeToMilliseconds, type ExportResult } from '@opentelemetry/core';
 import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base';
-import { redactAttributes } from './redact.ts';
+import { attributesNeedRedaction, redactAttributes } from './redact.ts';
+import { RpcSpan } from './rpc-span.ts';
 
 /** One finished span as written to a JSON-lines span file. */
 export interface SpanRecord {
@@ -46,8 +47,8 @@ export function toSpanRecord(span: ReadableSpan): SpanRecord {
     name: span.name,
     kind: KINDS[span.kind],
     service: String(span.resource.attributes['service.name'] ?? 'unknown'),
-    startTime: new Date(hrTimeToMilliseconds(span.startTime)).toISOString(),
-    durationMs: hrTimeToMilliseconds(span.duration),
+    startTime: new Date(startMillisOf(span)).toISOString(),
+    durationMs: Number(durationText(durationMicrosOf(span))),
     status: { code: STATUS[span.status.code] },
     attributes: redactAttributes(span.attributes as Record<string, unknown>),
     events: span.events.map((event) => ({
@@ -69,24 +70,60 @@ export function toSpanRecord(span: ReadableSpan): SpanRecord {
  */
 export function spanLine(span: ReadableSpan): string {
   const ctx = span.spanContext();
-  const attributes = redactAttributes(span.attributes as Record<string, unknown>);
+  const start = startMillisOf(span);
   let line =
-    `{"traceId":${JSON.stringify(ctx.traceId)},"spanId":${JSON.stringify(ctx.spanId)}` +
+    `{"traceId":${idJson(ctx.traceId)},"spanId":${idJson(ctx.spanId)}` +
     `,"name":${jsonOf(span.name)},"kind":"${KINDS[span.kind]}"` +
     `,"service":${serviceJsonOf(span.resource)}` +
-    `,"startTime":"${isoTime(hrTimeToMilliseconds(span.startTime))}"` +
-    `,"durationMs":${JSON.stringify(hrTimeToMilliseconds(span.duration))}` +
+    `,"startTime":"${isoPrefix(start)}${isoMillis(start)}"` +
+    `,"durationMs":${durationText(durationMicrosOf(span))}` +
     `,"status":{"code":"${STATUS[span.status.code]}"` +
     (span.status.message ? `,"message":${JSON.stringify(span.status.message)}}` : '}') +
-    `,"attributes":${attributesJson(attributes)}`;
+    `,"attributes":${spanAttributesJson(span)}`;
   line +=
     span.events.length === 0
       ? ',"events":[]'
       : `,"events":${JSON.stringify(toSpanRecord(span).events)}`;
   if (span.parentSpanContext) {
-    line += `,"parentSpanId":${JSON.stringify(span.parentSpanContext.spanId)}`;
+    line += `,"parentSpanId":${idJson(span.parentSpanContext.spanId)}`;
   }
   return line + '}';
+}
+
+/** `JSON.stringify(id)`; ids are hex, so nearly always just the id in quotes. */
+function idJson(id: string): string {
+  for (let i = 0; i < id.length; i += 1) {
+    const c = id.charCodeAt(i);
+    if (c < 0x20 || c === 0x22 || c === 0x5c || c > 0x7e) return JSON.stringify(id);
+  }
+  return `"${id}"`;
+}
+
+/**
+ * The span's attributes as `JSON.stringify(redactAttributes(span.attributes))` prints them.
+ * A mesh RPC span's shared and own attributes are read in place, never merged into a copy.
+ */
+function spanAttributesJson(span: ReadableSpan): string {
+  if (!(span instanceof RpcSpan)) {
+    return attributesJson(redactAttributes(span.attributes as Record<string, unknown>));
+  }
+  const shared = span.sharedAttributes;
+  const own = span.ownAttributes;
+  if (attributesNeedRedaction(shared) || (own && attributesNeedRedaction(own))) {
+    return attributesJson(redactAttributes(span.attributes as Record<string, unknown>));
+  }
+  if (!own) return attributesJson(shared);
+  let json = '';
+  for (const key in shared) {
+    const valueJson = attributeValueJson(Object.hasOwn(own, key) ? own[key] : shared[key]);
+    if (valueJson !== undefined) json += (json ? ',' : '{') + jsonOf(key) + ':' + valueJson;
+  }
+  for (const key in own) {
+    if (Object.hasOwn(shared, key)) continue;
+    const valueJson = attributeValueJson(own[key]);
+    if (valueJson !== undefined) json += (json ? ',' : '{') + jsonOf(key) + ':' + valueJson;
+  }
+  return json ? json + '}' : '{}';
 }
 
 // Names, attribute keys and most attribute values repeat from span to span: their JSON is kept
@@ -108,29 +145,63 @@ function jsonOf(text: string): string {
 function attributesJson(attributes: Record<string, unknown>): string {
   let json = '';
   for (const key in attributes) {
-    const value = attributes[key];
-    let valueJson: string | undefined;
-    if (typeof value === 'string') valueJson = jsonOf(value);
-    else if (typeof value === 'number' && Number.isFinite(value)) valueJson = String(value);
-    else if (typeof value === 'boolean') valueJson = value ? 'true' : 'false';
-    // Arrays, non-finite numbers and anything odd: exactly what JSON.stringify does.
-    else valueJson = JSON.stringify(value);
-    if (valueJson === undefined) continue;
-    json += (json ? ',' : '{') + jsonOf(key) + ':' + valueJson;
+    const valueJson = attributeValueJson(attributes[key]);
+    if (valueJson !== undefined) json += (json ? ',' : '{') + jsonOf(key) + ':' + valueJson;
   }
   return json ? json + '}' : '{}';
 }
 
-// Spans of one batch mostly start within the same millisecond.
-let lastIsoMs = Number.NaN;
-let lastIso = '';
-function isoTime(ms: number): string {
-  const whole = Math.trunc(ms);
-  if (whole !== lastIsoMs) {
-    lastIso = new Date(whole).toISOString();
-    lastIsoMs = whole;
+/** An attribute value as `JSON.stringify` prints it (`undefined`: left out). */
+function attributeValueJson(value: unknown): string | undefined {
+  if (typeof value === 'string') return jsonOf(value);
+  if (typeof value === 'number' && Number.isFinite(value)) return String(value);
+  if (typeof value === 'boolean') return value ? 'true' : 'false';
+  // Arrays, non-finite numbers and anything odd: exactly what JSON.stringify does.
+  return JSON.stringify(value);
+}
+
+/** When a span started, in milliseconds since the epoch. */
+function startMillisOf(span: ReadableSpan): number {
+  return span instanceof RpcSpan ? span.startMillis : hrTimeToMilliseconds(span.startTime);
+}
+
+/** How long a span ran, in whole microseconds. */
+function durationMicrosOf(span: ReadableSpan): number {
+  if (span instanceof RpcSpan) return Math.max(0, Math.round(span.durationMillis * 1000));
+  const [seconds, nanos] = span.duration;
+  return Math.max(0, Math.round(seconds * 1e6 + nanos / 1e3));
+}
+
+// `.5`, `.05`, `.005`, `.123`: the fraction of a millisecond as JSON prints it ('' for none).
+const FRACTIONS = Array.from({ length: 1000 }, (_, i) =>
+  i === 0 ? '' : `.${String(i).padStart(3, '0')}`.replace(/0+$/, ''),
+);
+
+/**
+ * A duration in milliseconds as JSON, to the microsecond (`0.231`, `12`): a whole number of
+ * microseconds prints fast, a double's shortest form does not.
+ */
+function durationText(micros: number): string {
+  const whole = Math.trunc(micros / 1000);
+  return String(whole) + FRACTIONS[micros - whole * 1000]!;
+}
+
+// Spans mostly start within the same second: its `YYYY-MM-DDTHH:MM:SS.` is kept.
+let lastIsoSecond = Number.NaN;
+let lastIsoPrefix = '';
+const MILLIS = Array.from({ length: 1000 }, (_, i) => `${String(i).padStart(3, '0')}Z`);
+function isoPrefix(ms: number): string {
+  const second = Math.floor(ms / 1000);
+  if (second !== lastIsoSecond) {
+    lastIsoPrefix = new Date(second * 1000).toISOString().slice(0, 20);
+    lastIsoSecond = second;
   }
-  return lastIso;
+  return lastIsoPrefix;
+}
+/** `'123Z'`: the milliseconds of an ISO 8601 time. */
+function isoMillis(ms: number): string {
+  const whole = Math.floor(ms);
+  return MILLIS[whole - Math.floor(whole / 1000) * 1000]!;
 }
 
 // A service has one resource: its `service` JSON is worked out once.
