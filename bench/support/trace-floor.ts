@@ -35,6 +35,7 @@ import {
 } from '@opentelemetry/api';
 import { BasicTracerProvider, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { ensureContextManager } from '../../mesh/telemetry/context-manager.ts';
+import { splitMethodPath } from '../../mesh/telemetry/grpc-names.ts';
 import { createRpcSpanStarter, type RpcSpanStarter } from '../../mesh/telemetry/rpc-span.ts';
 
 /** Receives every ended span and keeps none (no exporter is cheaper). */
@@ -50,6 +51,19 @@ function floorSpans(processor: SpanProcessor): RpcSpanStarter {
   ensureContextManager();
   const provider = new BasicTracerProvider({ spanProcessors: [processor] });
   return createRpcSpanStarter(provider.getTracer('floor'));
+}
+
+/** A method's span name and attributes, as the mesh's interceptors make them. */
+function methodSpan(path: string): { name: string; attributes: Attributes } {
+  const { service, method } = splitMethodPath(path);
+  return {
+    name: `${service}/${method}`,
+    attributes: Object.freeze({
+      'rpc.system': 'grpc',
+      'rpc.service': service,
+      'rpc.method': method,
+    }),
+  };
 }
 
 /** `traceparent` → a parent context (version 00 only; anything else starts a new trace). */
@@ -86,13 +100,7 @@ export function floorHandler<Req, Res>(
   processor: SpanProcessor = DROP,
 ): { handler: handleUnaryCall<Req, Res>; metrics: FloorMetrics } {
   const startSpan = floorSpans(processor);
-  const slash = path.lastIndexOf('/');
-  const name = path.slice(1);
-  const attributes: Attributes = {
-    'rpc.system': 'grpc',
-    'rpc.service': path.slice(1, slash),
-    'rpc.method': path.slice(slash + 1),
-  };
+  const { name, attributes } = methodSpan(path);
   const metrics: FloorMetrics = { handled: 0, buckets: new Float64Array(BUCKETS.length), sum: 0 };
   const wrapped: handleUnaryCall<Req, Res> = (call: ServerUnaryCall<Req, Res>, callback) => {
     const startedAt = performance.now();
@@ -142,13 +150,7 @@ export function floorCall<Req, Res>(
   processor: SpanProcessor = DROP,
 ): (request: Req) => Promise<Res | undefined> {
   const startSpan = floorSpans(processor);
-  const slash = path.lastIndexOf('/');
-  const name = path.slice(1);
-  const attributes: Attributes = {
-    'rpc.system': 'grpc',
-    'rpc.service': path.slice(1, slash),
-    'rpc.method': path.slice(slash + 1),
-  };
+  const { name, attributes } = methodSpan(path);
   return (request) =>
     new Promise((resolve, reject) => {
       const span = startSpan(name, SpanKind.CLIENT, attributes, ROOT_CONTEXT);
